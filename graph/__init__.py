@@ -1,0 +1,1 @@
+"""Graph storage, ingest, snapshots and walk kernels."""

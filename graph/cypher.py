@@ -1,0 +1,154 @@
+"""Every Cypher statement the project runs, in one place.
+
+Statements take parameters only; nothing is built from user input. Where a
+relationship type varies (engagement kinds) the statement is chosen from a fixed
+table keyed by kind, never formatted from a caller's string.
+"""
+
+from __future__ import annotations
+
+from graph.schema import KIND_REL_TYPES
+
+ENGAGEMENT_TYPES = "|".join(KIND_REL_TYPES.values())
+
+SCHEMA = [
+    "CREATE CONSTRAINT user_id IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
+    "CREATE CONSTRAINT tweet_id IF NOT EXISTS FOR (t:Tweet) REQUIRE t.id IS UNIQUE",
+    "CREATE INDEX tweet_created IF NOT EXISTS FOR (t:Tweet) ON (t.created_at)",
+    "CREATE INDEX follows_ts IF NOT EXISTS FOR ()-[r:FOLLOWS]-() ON (r.ts)",
+] + [
+    f"CREATE INDEX {rel.lower()}_ts IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.ts)" for rel in KIND_REL_TYPES.values()
+]
+
+# -- writes (each runs inside one managed write transaction per batch) --------
+
+MERGE_USERS = "UNWIND $ids AS id MERGE (:User {id: id})"
+MERGE_TWEETS = "UNWIND $ids AS id MERGE (:Tweet {id: id})"
+
+# rows: [tweet_id, author_id or null, created or null, text or null]; batches are
+# de-duplicated by tweet id on the client so a row never races another.
+WRITE_TWEETS = """
+UNWIND $rows AS r
+MERGE (t:Tweet {id: r[0]})
+SET t.created_at = coalesce(t.created_at, r[2]), t.text = coalesce(t.text, r[3])
+WITH t, r
+WHERE r[1] IS NOT NULL AND NOT EXISTS { (t)<-[:POSTED]-(:User) }
+MATCH (u:User {id: r[1]})
+CREATE (u)-[:POSTED]->(t)
+"""
+
+# rows: [src, dst, ts]
+WRITE_FOLLOWS = """
+UNWIND $rows AS r
+MATCH (a:User {id: r[0]})
+MATCH (b:User {id: r[1]})
+MERGE (a)-[f:FOLLOWS]->(b)
+ON CREATE SET f.ts = r[2]
+"""
+
+# rows: [user, tweet, ts, weight]; one statement per engagement kind.
+WRITE_ENGAGEMENTS = {
+    kind: f"""
+UNWIND $rows AS r
+MATCH (u:User {{id: r[0]}})
+MATCH (t:Tweet {{id: r[1]}})
+MERGE (u)-[e:{rel}]->(t)
+ON CREATE SET e.ts = r[2], e.weight = r[3]
+"""
+    for kind, rel in KIND_REL_TYPES.items()
+}
+
+# -- export (read transactions, paged by node id) -----------------------------
+
+USER_ID_PAGE = """
+MATCH (u:User) WHERE u.id > $after
+WITH u.id AS id ORDER BY id LIMIT $limit
+RETURN collect(id) AS ids
+"""
+
+TWEET_PAGE = """
+MATCH (t:Tweet) WHERE t.id > $after
+WITH t ORDER BY t.id LIMIT $limit
+OPTIONAL MATCH (a:User)-[:POSTED]->(t)
+RETURN collect([t.id, coalesce(a.id, -1), coalesce(t.created_at, 0), coalesce(t.text, '')]) AS rows
+"""
+
+FOLLOWS_OF_USERS = """
+UNWIND $ids AS id
+MATCH (a:User {id: id})-[f:FOLLOWS]->(b:User)
+RETURN collect(id) AS src, collect(b.id) AS dst, collect(coalesce(f.ts, 0)) AS ts
+"""
+
+ENGAGEMENTS_OF_USERS = f"""
+UNWIND $ids AS id
+MATCH (u:User {{id: id}})-[e:{ENGAGEMENT_TYPES}]->(t:Tweet)
+RETURN collect(id) AS users, collect(t.id) AS tweets, collect(type(e)) AS types,
+       collect(coalesce(e.ts, 0)) AS ts, collect(coalesce(e.weight, 1.0)) AS weights
+"""
+
+COUNT_USERS = "MATCH (u:User) RETURN count(u) AS n"
+COUNT_TWEETS = "MATCH (t:Tweet) RETURN count(t) AS n"
+COUNT_FOLLOWS = "MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n"
+COUNT_ENGAGEMENTS = [f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n" for rel in KIND_REL_TYPES.values()]
+
+DELETE_ALL = "MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+
+# -- exploration: ready, parameterised read queries ----------------------------
+
+QUERIES: dict[str, str] = {
+    # Accounts followed by the accounts $user follows, that $user does not follow yet.
+    "followers_of_followers": """
+MATCH (me:User {id: $user})-[:FOLLOWS]->(f:User)-[:FOLLOWS]->(c:User)
+WHERE c <> me AND NOT (me)-[:FOLLOWS]->(c)
+RETURN c.id AS user, count(DISTINCT f) AS via, collect(DISTINCT f.id)[..3] AS through
+ORDER BY via DESC, user ASC LIMIT $limit
+""",
+    # Accounts that $user follows and that follow $user back.
+    "mutual_follows": """
+MATCH (me:User {id: $user})-[:FOLLOWS]->(f:User)-[:FOLLOWS]->(me)
+RETURN f.id AS user ORDER BY user LIMIT $limit
+""",
+    # Tweets the accounts $user follows engaged with since $since (epoch seconds).
+    "followees_recent_engagements": f"""
+MATCH (me:User {{id: $user}})-[:FOLLOWS]->(f:User)-[e:{ENGAGEMENT_TYPES}]->(t:Tweet)
+WHERE e.ts >= $since AND NOT (me)-[:{ENGAGEMENT_TYPES}]->(t)
+RETURN t.id AS tweet, count(DISTINCT f) AS followees, sum(e.weight) AS weight,
+       collect(DISTINCT f.id)[..3] AS by, max(e.ts) AS last_ts
+ORDER BY followees DESC, weight DESC, tweet ASC LIMIT $limit
+""",
+    # Shortest follow paths (either direction) between two users, up to $max_hops.
+    "paths_between": """
+MATCH (a:User {id: $a}), (b:User {id: $b})
+MATCH p = allShortestPaths((a)-[:FOLLOWS*..6]-(b))
+WHERE length(p) <= $max_hops
+RETURN [n IN nodes(p) | n.id] AS path, length(p) AS hops LIMIT $limit
+""",
+    # The most engaged tweets with an engagement in [$since, $until).
+    "top_engaged_tweets": f"""
+MATCH (u:User)-[e:{ENGAGEMENT_TYPES}]->(t:Tweet)
+WHERE $since <= e.ts < $until
+RETURN t.id AS tweet, count(e) AS engagements, sum(e.weight) AS weight
+ORDER BY weight DESC, tweet ASC LIMIT $limit
+""",
+}
+
+# -- embeddings (written back by the batch embedding job) ----------------------
+
+SET_EMBEDDINGS = {
+    label: f"UNWIND $rows AS r MATCH (n:{label} {{id: r[0]}}) SET n.embedding = r[1], n.embedding_version = $version"
+    for label in ("User", "Tweet")
+}
+CREATE_VECTOR_INDEX = {
+    label: f"""
+CREATE VECTOR INDEX {label.lower()}_embedding IF NOT EXISTS
+FOR (n:{label}) ON (n.embedding)
+OPTIONS {{indexConfig: {{`vector.dimensions`: $dims, `vector.similarity_function`: 'cosine'}}}}
+"""
+    for label in ("User", "Tweet")
+}
+DROP_VECTOR_INDEX = {label: f"DROP INDEX {label.lower()}_embedding IF EXISTS" for label in ("User", "Tweet")}
+QUERY_VECTOR_INDEX = """
+CALL db.index.vector.queryNodes($index, $k, $vector) YIELD node, score
+RETURN node.id AS id, score
+"""
+AWAIT_INDEXES = "CALL db.awaitIndexes($seconds)"

@@ -1,0 +1,27 @@
+"""One exception root for the project, so callers can catch everything we raise."""
+
+from __future__ import annotations
+
+
+class GraphRecError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class InputError(GraphRecError):
+    """Bad input data: names the file and line (or the id) that is wrong."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class SnapshotError(GraphRecError):
+    """A snapshot or artifact is missing, corrupt or from another graph."""
+
+
+class StoreUnavailableError(GraphRecError):
+    """The store (e.g. a Neo4j server) cannot be reached."""

@@ -1,0 +1,235 @@
+"""Neo4j implementation of the store, over the official ``neo4j`` driver.
+
+Practices: accept a driver (``Neo4jStore(driver)``) or build one from a URI
+(:meth:`Neo4jStore.connect`); all Cypher lives in :mod:`graph.cypher`; every write
+batch is one ``UNWIND $rows`` managed transaction, retried by the driver on
+transient errors; reads run in read transactions; the database is explicit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import neo4j
+import numpy as np
+from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired
+
+from graph import cypher
+from graph.errors import GraphRecError, StoreUnavailableError
+from graph.schema import KIND_REL_TYPES, KINDS
+from graph.store import EngagementBatch, FollowBatch, GraphStore, TweetBatch
+
+log = logging.getLogger(__name__)
+
+_REL_TO_KIND = {rel: KINDS[kind] for kind, rel in KIND_REL_TYPES.items()}
+_UNAVAILABLE = (ServiceUnavailable, SessionExpired, OSError)
+
+
+class Neo4jStore(GraphStore):
+    """Graph store in a Neo4j database."""
+
+    kind = "neo4j"
+
+    def __init__(self, driver: neo4j.Driver, *, database: str = "neo4j", owns_driver: bool = False):
+        self.driver = driver
+        self.database = database
+        self._owns_driver = owns_driver
+
+    @classmethod
+    def connect(
+        cls,
+        uri: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        connect_timeout: float = 5.0,
+        retry_time: float = 15.0,
+    ) -> Neo4jStore:
+        """Open a driver to ``uri`` and check that the server answers.
+
+        Credentials default to ``NEO4J_USER`` / ``NEO4J_PASSWORD`` (no auth when
+        no password is set, as for the local test server). Raises
+        :class:`StoreUnavailableError` within about ``2 * connect_timeout``
+        seconds when nothing answers.
+        """
+        password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
+        user = user or os.environ.get("NEO4J_USER", "neo4j")
+        auth = (user, password) if password else None
+        driver = neo4j.GraphDatabase.driver(
+            uri,
+            auth=auth,
+            connection_timeout=connect_timeout,
+            connection_acquisition_timeout=2 * connect_timeout,
+            max_transaction_retry_time=retry_time,
+        )
+        try:
+            driver.verify_connectivity()
+        except AuthError as exc:
+            driver.close()
+            raise StoreUnavailableError(f"Neo4j at {uri} refused the credentials: {exc.message}") from None
+        except (DriverError, Neo4jError, OSError) as exc:
+            driver.close()
+            raise StoreUnavailableError(
+                f"cannot reach Neo4j at {uri}: {exc}. Start it (scripts/neo4j_local.py start, or "
+                f"`docker compose up -d`) or check NEO4J_URI."
+            ) from None
+        store = cls(driver, database=database or os.environ.get("NEO4J_DATABASE", "neo4j"), owns_driver=True)
+        store.uri = uri
+        return store
+
+    def __repr__(self) -> str:
+        return f"Neo4jStore({getattr(self, 'uri', '<driver>')!r}, database={self.database!r})"
+
+    # -- transaction helpers ---------------------------------------------------
+    def _run(self, work: Callable[[neo4j.ManagedTransaction], Any], *, write: bool) -> Any:
+        mode = neo4j.WRITE_ACCESS if write else neo4j.READ_ACCESS
+        try:
+            with self.driver.session(database=self.database, default_access_mode=mode) as session:
+                return session.execute_write(work) if write else session.execute_read(work)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
+
+    def _write(self, statements: list[tuple[str, dict]]) -> None:
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            for query, params in statements:
+                tx.run(query, params).consume()
+
+        self._run(work, write=True)
+
+    def _read_single(self, query: str, **params) -> neo4j.Record | None:
+        return self._run(lambda tx: tx.run(query, params).single(), write=False)
+
+    # -- schema and writes -----------------------------------------------------
+    def ensure_schema(self) -> None:
+        try:
+            with self.driver.session(database=self.database) as session:
+                for statement in cypher.SCHEMA:
+                    session.run(statement).consume()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
+
+    def write_users(self, ids: np.ndarray) -> None:
+        self._write([(cypher.MERGE_USERS, {"ids": np.asarray(ids, np.int64).tolist()})])
+
+    def write_tweets(self, batch: TweetBatch) -> None:
+        rows = [
+            [i, a if a >= 0 else None, c if c else None, t if t else None]
+            for i, a, c, t in zip(batch.ids.tolist(), batch.authors.tolist(), batch.created.tolist(), batch.texts)
+        ]
+        authors = np.unique(batch.authors[batch.authors >= 0])
+        self._write([(cypher.MERGE_USERS, {"ids": authors.tolist()}), (cypher.WRITE_TWEETS, {"rows": rows})])
+
+    def write_follows(self, batch: FollowBatch) -> None:
+        ends = np.unique(np.concatenate([batch.src, batch.dst]))
+        rows = np.stack([batch.src, batch.dst, batch.ts], axis=1).tolist()
+        self._write([(cypher.MERGE_USERS, {"ids": ends.tolist()}), (cypher.WRITE_FOLLOWS, {"rows": rows})])
+
+    def write_engagements(self, batch: EngagementBatch) -> None:
+        statements = [
+            (cypher.MERGE_USERS, {"ids": np.unique(batch.users).tolist()}),
+            (cypher.MERGE_TWEETS, {"ids": np.unique(batch.tweets).tolist()}),
+        ]
+        for kind, code in KINDS.items():
+            sel = batch.kinds == code
+            if not sel.any():
+                continue
+            rows = [
+                [u, t, s, w]
+                for u, t, s, w in zip(
+                    batch.users[sel].tolist(),
+                    batch.tweets[sel].tolist(),
+                    batch.ts[sel].tolist(),
+                    batch.weights[sel].astype(np.float64).tolist(),
+                )
+            ]
+            statements.append((cypher.WRITE_ENGAGEMENTS[kind], {"rows": rows}))
+        self._write(statements)
+
+    # -- reads -------------------------------------------------------------------
+    def iter_users(self, batch_size: int = 50_000) -> Iterator[np.ndarray]:
+        after = -1
+        while True:
+            record = self._read_single(cypher.USER_ID_PAGE, after=after, limit=batch_size)
+            ids = np.asarray(record["ids"] if record else [], dtype=np.int64)
+            if not len(ids):
+                return
+            yield ids
+            after = int(ids[-1])
+
+    def iter_tweets(self, batch_size: int = 50_000) -> Iterator[TweetBatch]:
+        after = -1
+        while True:
+            record = self._read_single(cypher.TWEET_PAGE, after=after, limit=batch_size)
+            rows = record["rows"] if record else []
+            if not rows:
+                return
+            ids, authors, created, texts = zip(*rows)
+            yield TweetBatch(
+                np.asarray(ids, np.int64),
+                np.asarray(authors, np.int64),
+                np.asarray(created, np.int64),
+                [t or None for t in texts],
+            )
+            after = int(ids[-1])
+
+    def iter_follows(self, batch_size: int = 20_000) -> Iterator[FollowBatch]:
+        for ids in self.iter_users(batch_size):
+            rec = self._read_single(cypher.FOLLOWS_OF_USERS, ids=ids.tolist())
+            if rec and rec["src"]:
+                yield FollowBatch(
+                    np.asarray(rec["src"], np.int64), np.asarray(rec["dst"], np.int64), np.asarray(rec["ts"], np.int64)
+                )
+
+    def iter_engagements(self, batch_size: int = 20_000) -> Iterator[EngagementBatch]:
+        for ids in self.iter_users(batch_size):
+            rec = self._read_single(cypher.ENGAGEMENTS_OF_USERS, ids=ids.tolist())
+            if rec and rec["users"]:
+                kinds = np.asarray([_REL_TO_KIND[t] for t in rec["types"]], np.int8)
+                yield EngagementBatch(
+                    np.asarray(rec["users"], np.int64),
+                    np.asarray(rec["tweets"], np.int64),
+                    kinds,
+                    np.asarray(rec["ts"], np.int64),
+                    np.asarray(rec["weights"], np.float32),
+                )
+
+    def counts(self) -> dict[str, int]:
+        def n(query: str) -> int:
+            return int(self._read_single(query)["n"])
+
+        return {
+            "users": n(cypher.COUNT_USERS),
+            "tweets": n(cypher.COUNT_TWEETS),
+            "follows": n(cypher.COUNT_FOLLOWS),
+            "engagements": sum(n(q) for q in cypher.COUNT_ENGAGEMENTS),
+        }
+
+    def cypher(self, query: str, *, write: bool = False, **params: Any) -> list[dict[str, Any]]:
+        """Run a Cypher statement with parameters and return its rows as dicts.
+
+        Read-only unless ``write=True``: the statement runs in a read transaction,
+        and Neo4j refuses writes there.
+        """
+        try:
+            return self._run(lambda tx: [r.data() for r in tx.run(query, params)], write=write)
+        except Neo4jError as exc:
+            raise GraphRecError(f"Cypher failed: {exc.code}: {exc.message}") from exc
+
+    def query(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Run one of the ready exploration queries of :data:`graph.cypher.QUERIES`."""
+        if name not in cypher.QUERIES:
+            raise GraphRecError(f"unknown query {name!r}; available: {', '.join(sorted(cypher.QUERIES))}")
+        return self.cypher(cypher.QUERIES[name], **params)
+
+    def clear(self) -> None:
+        with self.driver.session(database=self.database) as session:
+            session.run(cypher.DELETE_ALL).consume()
+
+    def close(self) -> None:
+        if self._owns_driver and self.driver is not None:
+            self.driver.close()
+            self.driver = None

@@ -1,0 +1,196 @@
+"""The ``graphrec`` command line: ingest, snapshot, demo, evaluate.
+
+Entry points talk (print results); libraries log. ``-v`` shows info logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from graph.errors import GraphRecError
+
+log = logging.getLogger("graphrec")
+
+DEFAULT_STORE = ".graphrec/store"
+DEFAULT_DATA_DIR = "../shared/datasets"
+
+
+def _add_ingest(sub) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="load a dataset, a synthetic graph or event files into a store",
+        description="Load graph data into a store. Batched, transactional and idempotent: re-running adds nothing.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=["gowalla", "lastfm", "flickr", "synthetic"], help="dataset to load")
+    src.add_argument("--events", nargs="+", metavar="FILE", help="event files (.csv, .tsv, .jsonl); see README")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder holding the datasets (default: %(default)s)")
+    p.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        help="local store directory or bolt:// / neo4j:// URI (default: %(default)s)",
+    )
+    p.add_argument("--splits", default="train,val,test", help="dataset splits to load (default: %(default)s)")
+    p.add_argument("--users", type=int, default=2000, help="synthetic: number of users (default: %(default)s)")
+    p.add_argument("--edges", type=int, help="synthetic: target number of relationships (overrides --users)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: random seed (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=20_000, help="rows per transaction (default: %(default)s)")
+    p.add_argument("--skip-bad", action="store_true", help="events: count and skip malformed rows instead of failing")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+
+def _add_snapshot(sub) -> None:
+    p = sub.add_parser(
+        "snapshot",
+        help="export a store to an immutable snapshot directory",
+        description="Export the graph of a store to a snapshot (id vocabularies + CSR arrays, memory-mappable).",
+    )
+    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or bolt:// URI")
+    p.add_argument("--out", required=True, help="snapshot directory to write")
+    p.add_argument("--batch-size", type=int, default=20_000, help="rows per read batch (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_snapshot)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="ingest a real dataset sample into the local store and print graph statistics",
+        description="End-to-end demo on the embedded local store (no server needed).",
+    )
+    p.add_argument("--dataset", default="lastfm", choices=["gowalla", "lastfm", "flickr", "synthetic"])
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder holding the datasets (default: %(default)s)")
+    p.add_argument("--store", default=".graphrec/demo-store", help="local store directory (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graphrec",
+        description="Graph-based recommendations (who to follow, tweet candidates) over Neo4j or a local store.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_ingest(sub)
+    _add_snapshot(sub)
+    _add_demo(sub)
+    try:
+        from evaluation.cli import add_evaluate_parser
+    except ImportError:  # evaluation package not installed in a slim checkout
+        pass
+    else:
+        add_evaluate_parser(sub)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+
+def _load_columns(args):
+    from graph.ingest import GraphColumns
+
+    if args.events:
+        from graph.events import read_events
+
+        ev = read_events(args.events, skip_bad=args.skip_bad)
+        if ev.skipped:
+            print(f"skipped {ev.skipped} bad rows of {ev.rows}:", file=sys.stderr)
+            for example in ev.skipped_examples:
+                print(f"  {example}", file=sys.stderr)
+        return GraphColumns.from_events(ev)
+    if args.dataset == "synthetic":
+        from graph.synthetic import generate, users_for_edges
+
+        n_users = users_for_edges(args.edges) if args.edges else args.users
+        return GraphColumns.from_synthetic(generate(n_users, seed=args.seed))
+    from graph.datasets import load_dataset
+
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    bad = set(splits) - {"train", "val", "test"}
+    if bad:
+        raise GraphRecError(f"--splits: unknown split(s) {sorted(bad)}; use train, val, test")
+    return GraphColumns.from_dataset(load_dataset(args.dataset, args.data_dir), splits)
+
+
+def cmd_ingest(args) -> int:
+    from graph.ingest import ingest
+    from graph.store import open_store
+
+    cols = _load_columns(args)
+    t0 = time.perf_counter()
+    with open_store(args.store) as store:
+        sent = ingest(store, cols, batch_size=args.batch_size, progress=not args.no_progress)
+        counts = store.counts()
+    dt = time.perf_counter() - t0
+    print(f"ingested {sum(sent.values()):,} rows into {args.store} in {dt:.1f}s")
+    _print_table("store now holds", counts)
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    from graph.export import export_snapshot
+    from graph.store import open_store
+
+    with open_store(args.store) as store:
+        snap = export_snapshot(store, batch_size=args.batch_size, progress=not args.no_progress)
+    snap.save(args.out)
+    print(f"snapshot {snap.snapshot_id} written to {args.out} ({snap.nbytes / 1e6:.1f} MB of arrays)")
+    _print_table("snapshot", snap.stats())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from graph.export import export_snapshot
+    from graph.ingest import ingest
+    from graph.local_store import LocalStore
+
+    args.events = None
+    args.splits = "train,val,test"
+    args.users, args.edges, args.seed = 2000, None, 0
+    t0 = time.perf_counter()
+    cols = _load_columns(args)
+    with LocalStore(Path(args.store)) as store:
+        ingest(store, cols, progress=not args.no_progress)
+        snap = export_snapshot(store, progress=not args.no_progress)
+    snap_dir = Path(args.store) / "snapshot"
+    snap.save(snap_dir)
+    print(f"demo: {args.dataset} ingested into the local store {args.store} and exported to {snap_dir}")
+    _print_table(f"graph statistics (snapshot {snap.snapshot_id})", snap.stats())
+    print(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _print_table(title: str, values: dict) -> None:
+    print(title)
+    width = max(len(k) for k in values) if values else 0
+    for key, value in values.items():
+        text = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+        print(f"  {key:<{width}}  {text:>14}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except GraphRecError as exc:
+        print(f"graphrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
