@@ -17,7 +17,8 @@ SCHEMA = [
     "CREATE INDEX tweet_created IF NOT EXISTS FOR (t:Tweet) ON (t.created_at)",
     "CREATE INDEX follows_ts IF NOT EXISTS FOR ()-[r:FOLLOWS]-() ON (r.ts)",
 ] + [
-    f"CREATE INDEX {rel.lower()}_ts IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.ts)" for rel in KIND_REL_TYPES.values()
+    f"CREATE INDEX {rel.lower()}_ts IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.ts)"
+    for rel in KIND_REL_TYPES.values()
 ]
 
 # -- writes (each runs inside one managed write transaction per batch) --------

@@ -119,7 +119,9 @@ def read_table(path: Path, n_cols: int, *, min_cols: int | None = None) -> tuple
             ids = [int(p) for p in parts[:2]]
             rest = [float(p) for p in parts[2:]]
         except ValueError:
-            raise InputError(f"non-numeric or non-integer id in {shown!r}", path=str(path), line=lineno) from None
+            raise InputError(
+                f"non-numeric or non-integer id in {shown!r}", path=str(path), line=lineno
+            ) from None
         if min(ids) < 0:
             raise InputError(f"negative id in {shown!r}", path=str(path), line=lineno)
         rows.append(ids + rest + [1.0] * (n_cols - len(parts)))
@@ -239,7 +241,9 @@ def dataset_snapshot(ds: Dataset, splits: tuple[str, ...] = ("train",), *, with_
         raise InputError(f"unknown split(s) {sorted(unknown)}; choose from train, val, test")
     users = [getattr(ds, f"{s}_user") for s in splits]
     items = [getattr(ds, f"{s}_item") for s in splits]
-    weights = [ds.train_weight if s == "train" else np.ones(len(u), np.float32) for s, u in zip(splits, users)]
+    weights = [
+        ds.train_weight if s == "train" else np.ones(len(u), np.float32) for s, u in zip(splits, users)
+    ]
     eu = np.concatenate(users) if users else _EMPTY
     et = np.concatenate(items) if items else _EMPTY
     fsrc = ds.follow_src if with_follows else _EMPTY

@@ -97,6 +97,8 @@ def read_events(paths: list[str | Path] | str | Path, *, skip_bad: bool = False)
         for lineno, row in rows:
             out.rows += 1
             try:
+                if isinstance(row, InputError):
+                    raise row
                 _add_row(out, row)
             except InputError as exc:
                 if not skip_bad:
@@ -105,7 +107,9 @@ def read_events(paths: list[str | Path] | str | Path, *, skip_bad: bool = False)
                 if len(out.skipped_examples) < 5:
                     out.skipped_examples.append(f"{path}:{lineno}: {exc}")
     if out.skipped:
-        log.warning("skipped %d bad event rows of %d, e.g. %s", out.skipped, out.rows, out.skipped_examples[0])
+        log.warning(
+            "skipped %d bad event rows of %d, e.g. %s", out.skipped, out.rows, out.skipped_examples[0]
+        )
     return out
 
 
@@ -122,17 +126,19 @@ def _delimited_rows(path: Path, delimiter: str):
                 f"unknown column(s) {unknown}; allowed columns: {', '.join(COLUMNS)}", path=str(path), line=1
             )
         if "event" not in header or "user" not in header:
-            raise InputError("header must name at least the columns 'event' and 'user'", path=str(path), line=1)
+            raise InputError(
+                "header must name at least the columns 'event' and 'user'", path=str(path), line=1
+            )
         for values in reader:
             lineno = reader.line_num
             if not values or (len(values) == 1 and not values[0].strip()):
                 continue
             if len(values) != len(header):
-                raise InputError(
-                    f"expected {len(header)} fields ({', '.join(header)}), found {len(values)}",
-                    path=str(path),
-                    line=lineno,
+                yield (
+                    lineno,
+                    InputError(f"expected {len(header)} fields ({', '.join(header)}), found {len(values)}"),
                 )
+                continue
             yield lineno, dict(zip(header, values))
 
 
@@ -144,14 +150,15 @@ def _jsonl_rows(path: Path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc.msg}", path=str(path), line=lineno) from None
+                yield lineno, InputError(f"invalid JSON: {exc.msg}")
+                continue
             if not isinstance(row, dict):
-                raise InputError("each line must be a JSON object", path=str(path), line=lineno)
+                yield lineno, InputError("each line must be a JSON object")
+                continue
             unknown = [k for k in row if k not in COLUMNS]
             if unknown:
-                raise InputError(
-                    f"unknown key(s) {unknown}; allowed keys: {', '.join(COLUMNS)}", path=str(path), line=lineno
-                )
+                yield lineno, InputError(f"unknown key(s) {unknown}; allowed keys: {', '.join(COLUMNS)}")
+                continue
             yield lineno, row
 
 
@@ -159,7 +166,7 @@ def _id(row: dict, key: str) -> int:
     value = row.get(key)
     if value is None or value == "":
         raise InputError(f"missing {key!r}")
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InputError(f"{key} id must be an integer, got {value!r}")
     if isinstance(value, str):
         text = value.strip()
@@ -178,7 +185,7 @@ def _int(row: dict, key: str, default: int) -> int:
     if value is None or value == "":
         return default
     try:
-        if isinstance(value, float) or isinstance(value, bool):
+        if isinstance(value, (bool, float)):
             raise ValueError
         return int(value)
     except (TypeError, ValueError):

@@ -52,7 +52,10 @@ class GraphColumns:
         eu = np.concatenate([getattr(ds, f"{s}_user") for s in splits])
         et = np.concatenate([getattr(ds, f"{s}_item") for s in splits])
         ew = np.concatenate(
-            [ds.train_weight if s == "train" else np.ones(len(getattr(ds, f"{s}_user")), np.float32) for s in splits]
+            [
+                ds.train_weight if s == "train" else np.ones(len(getattr(ds, f"{s}_user")), np.float32)
+                for s in splits
+            ]
         )
         n_items = len(ds.item_ids)
         return cls(

@@ -51,7 +51,9 @@ class LocalStore(GraphStore):
         if self.directory.exists() and not self.directory.is_dir():
             raise GraphRecError(f"{self.directory}: store path exists and is not a directory")
         if not create and not (self.directory / DB_FILE).is_file():
-            raise GraphRecError(f"{self.directory}: no local store here (missing {DB_FILE}); run `graphrec ingest`")
+            raise GraphRecError(
+                f"{self.directory}: no local store here (missing {DB_FILE}); run `graphrec ingest`"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.directory / DB_FILE, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -145,7 +147,9 @@ class LocalStore(GraphStore):
             yield np.array(rows, dtype=np.int64).reshape(-1)
 
     def iter_tweets(self, batch_size: int = 100_000) -> Iterator[TweetBatch]:
-        for rows in self._stream("SELECT id, coalesce(author, -1), coalesce(created, 0), text FROM tweets", batch_size):
+        for rows in self._stream(
+            "SELECT id, coalesce(author, -1), coalesce(created, 0), text FROM tweets", batch_size
+        ):
             ids, authors, created, texts = zip(*rows)
             yield TweetBatch(
                 np.array(ids, np.int64), np.array(authors, np.int64), np.array(created, np.int64), list(texts)
@@ -161,7 +165,9 @@ class LocalStore(GraphStore):
         for rows in self._stream(sql, batch_size):
             a = np.array(rows, dtype=np.float64)
             ints = np.array([r[:4] for r in rows], dtype=np.int64)
-            yield EngagementBatch(ints[:, 0], ints[:, 1], ints[:, 2].astype(np.int8), ints[:, 3], a[:, 4].astype(np.float32))
+            yield EngagementBatch(
+                ints[:, 0], ints[:, 1], ints[:, 2].astype(np.int8), ints[:, 3], a[:, 4].astype(np.float32)
+            )
 
     def counts(self) -> dict[str, int]:
         out = {}
@@ -170,9 +176,7 @@ class LocalStore(GraphStore):
         return out
 
     def clear(self) -> None:
-        self._transaction(
-            [(f"DELETE FROM {t}", [()]) for t in ("engagements", "follows", "tweets", "users")]
-        )
+        self._transaction([(f"DELETE FROM {t}", [()]) for t in ("engagements", "follows", "tweets", "users")])
 
     def close(self) -> None:
         if self._db is not None:

@@ -118,7 +118,9 @@ class Neo4jStore(GraphStore):
     def write_tweets(self, batch: TweetBatch) -> None:
         rows = [
             [i, a if a >= 0 else None, c if c else None, t if t else None]
-            for i, a, c, t in zip(batch.ids.tolist(), batch.authors.tolist(), batch.created.tolist(), batch.texts)
+            for i, a, c, t in zip(
+                batch.ids.tolist(), batch.authors.tolist(), batch.created.tolist(), batch.texts
+            )
         ]
         authors = np.unique(batch.authors[batch.authors >= 0])
         self._write([(cypher.MERGE_USERS, {"ids": authors.tolist()}), (cypher.WRITE_TWEETS, {"rows": rows})])
@@ -181,7 +183,9 @@ class Neo4jStore(GraphStore):
             rec = self._read_single(cypher.FOLLOWS_OF_USERS, ids=ids.tolist())
             if rec and rec["src"]:
                 yield FollowBatch(
-                    np.asarray(rec["src"], np.int64), np.asarray(rec["dst"], np.int64), np.asarray(rec["ts"], np.int64)
+                    np.asarray(rec["src"], np.int64),
+                    np.asarray(rec["dst"], np.int64),
+                    np.asarray(rec["ts"], np.int64),
                 )
 
     def iter_engagements(self, batch_size: int = 20_000) -> Iterator[EngagementBatch]:

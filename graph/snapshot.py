@@ -181,15 +181,19 @@ class GraphSnapshot:
                 raise SnapshotError(f"{path}: dtype {arr.dtype}, expected {dtype}")
             arrays[name] = arr
         texts_path = directory / "tweet_texts.json"
-        texts = {int(k): v for k, v in json.loads(texts_path.read_text()).items()} if texts_path.is_file() else {}
+        texts = (
+            {int(k): v for k, v in json.loads(texts_path.read_text()).items()} if texts_path.is_file() else {}
+        )
         snap = cls(arrays=arrays, tweet_texts=texts, snapshot_id=meta.get("snapshot_id", ""))
         _validate(snap, where=str(directory))
         return snap
 
     def equals(self, other: GraphSnapshot) -> bool:
         """True when both snapshots hold identical arrays and texts."""
-        return self.snapshot_id == other.snapshot_id and self.tweet_texts == other.tweet_texts and all(
-            np.array_equal(self.arrays[k], other.arrays[k]) for k in ARRAY_DTYPES
+        return (
+            self.snapshot_id == other.snapshot_id
+            and self.tweet_texts == other.tweet_texts
+            and all(np.array_equal(self.arrays[k], other.arrays[k]) for k in ARRAY_DTYPES)
         )
 
 

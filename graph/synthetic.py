@@ -31,7 +31,38 @@ DAY = 86_400
 T0 = 1_704_067_200
 
 _SYLLABLES = np.array(
-    "ka lo mi re su ta ne vo li ra po de zu ma ki no sa te fi gu be ho ja wu ri xe ny co da pe".split()
+    [
+        "ka",
+        "lo",
+        "mi",
+        "re",
+        "su",
+        "ta",
+        "ne",
+        "vo",
+        "li",
+        "ra",
+        "po",
+        "de",
+        "zu",
+        "ma",
+        "ki",
+        "no",
+        "sa",
+        "te",
+        "fi",
+        "gu",
+        "be",
+        "ho",
+        "ja",
+        "wu",
+        "ri",
+        "xe",
+        "ny",
+        "co",
+        "da",
+        "pe",
+    ]
 )
 
 
@@ -119,7 +150,9 @@ def generate(
     tweet_ids = np.arange(n_tweets, dtype=np.int64)
     tweet_created = T0 + rng.integers(0, window, size=n_tweets, dtype=np.int64)
     off_topic = rng.random(n_tweets) > 0.85
-    tweet_topic = np.where(off_topic, rng.integers(0, n_comm, n_tweets), community[tweet_author]).astype(np.int32)
+    tweet_topic = np.where(off_topic, rng.integers(0, n_comm, n_tweets), community[tweet_author]).astype(
+        np.int32
+    )
     texts = _tweet_texts(rng, tweet_topic, n_comm) if with_text else None
 
     eng_user, eng_tweet = _engagements(
@@ -167,7 +200,9 @@ def generate(
 def users_for_edges(n_edges: int, **params) -> int:
     """How many users give about ``n_edges`` relationships with the given parameters."""
     per_user = (
-        params.get("avg_follows", 20.0) + params.get("avg_engagements", 25.0) + params.get("tweets_per_user", 3.0)
+        params.get("avg_follows", 20.0)
+        + params.get("avg_engagements", 25.0)
+        + params.get("tweets_per_user", 3.0)
     )
     return max(10, int(round(n_edges / per_user)))
 
@@ -258,7 +293,9 @@ def _engagements(rng, community, activity, f_src, f_dst, tweet_author, tweet_top
     edge = f_indptr[u] + (rng.random(len(u)) * deg[via_follow]).astype(np.int64)
     author = f_dst[edge]
     n_auth = a_indptr[author + 1] - a_indptr[author]
-    picked = a_order[np.minimum(a_indptr[author] + (rng.random(len(u)) * n_auth).astype(np.int64), n_tweets - 1)]
+    picked = a_order[
+        np.minimum(a_indptr[author] + (rng.random(len(u)) * n_auth).astype(np.int64), n_tweets - 1)
+    ]
     follow_hit = n_auth > 0
     # 2) a popular tweet on the user's community topic
     by_topic = _grouped_sampler(rng, tweet_topic.astype(np.int64), tweet_pop, n_comm)

@@ -26,20 +26,32 @@ def _add_ingest(sub) -> None:
         description="Load graph data into a store. Batched, transactional and idempotent: re-running adds nothing.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=["gowalla", "lastfm", "flickr", "synthetic"], help="dataset to load")
-    src.add_argument("--events", nargs="+", metavar="FILE", help="event files (.csv, .tsv, .jsonl); see README")
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder holding the datasets (default: %(default)s)")
+    src.add_argument(
+        "--dataset", choices=["gowalla", "lastfm", "flickr", "synthetic"], help="dataset to load"
+    )
+    src.add_argument(
+        "--events", nargs="+", metavar="FILE", help="event files (.csv, .tsv, .jsonl); see README"
+    )
+    p.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="folder holding the datasets (default: %(default)s)"
+    )
     p.add_argument(
         "--store",
         default=DEFAULT_STORE,
         help="local store directory or bolt:// / neo4j:// URI (default: %(default)s)",
     )
     p.add_argument("--splits", default="train,val,test", help="dataset splits to load (default: %(default)s)")
-    p.add_argument("--users", type=int, default=2000, help="synthetic: number of users (default: %(default)s)")
+    p.add_argument(
+        "--users", type=int, default=2000, help="synthetic: number of users (default: %(default)s)"
+    )
     p.add_argument("--edges", type=int, help="synthetic: target number of relationships (overrides --users)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: random seed (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=20_000, help="rows per transaction (default: %(default)s)")
-    p.add_argument("--skip-bad", action="store_true", help="events: count and skip malformed rows instead of failing")
+    p.add_argument(
+        "--batch-size", type=int, default=20_000, help="rows per transaction (default: %(default)s)"
+    )
+    p.add_argument(
+        "--skip-bad", action="store_true", help="events: count and skip malformed rows instead of failing"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_ingest)
 
@@ -52,7 +64,9 @@ def _add_snapshot(sub) -> None:
     )
     p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or bolt:// URI")
     p.add_argument("--out", required=True, help="snapshot directory to write")
-    p.add_argument("--batch-size", type=int, default=20_000, help="rows per read batch (default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=20_000, help="rows per read batch (default: %(default)s)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_snapshot)
 
@@ -64,8 +78,12 @@ def _add_demo(sub) -> None:
         description="End-to-end demo on the embedded local store (no server needed).",
     )
     p.add_argument("--dataset", default="lastfm", choices=["gowalla", "lastfm", "flickr", "synthetic"])
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder holding the datasets (default: %(default)s)")
-    p.add_argument("--store", default=".graphrec/demo-store", help="local store directory (default: %(default)s)")
+    p.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="folder holding the datasets (default: %(default)s)"
+    )
+    p.add_argument(
+        "--store", default=".graphrec/demo-store", help="local store directory (default: %(default)s)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtualenv in .venv and install the project with its dev extra.
+# Sourced by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python3}"
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  "$PY" -m venv "$ROOT/.venv"
+fi
+# shellcheck disable=SC1091
+. "$ROOT/.venv/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q -e "$ROOT[dev]"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One command on a fresh machine: install everything, provision and start a real Neo4j
+# (or use NEO4J_URI when set), lint, and run the whole test suite against it.
+#   bash scripts/test.sh [pytest options]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091
+. "$ROOT/scripts/setup_env.sh"
+cd "$ROOT"
+ruff check .
+ruff format --check .
+python scripts/neo4j_local.py provision
+python scripts/neo4j_local.py run -- python -m pytest -q "$@"
