@@ -1,0 +1,68 @@
+"""Reasons: one short human-readable sentence per candidate, from the source that contributed most."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graph.snapshot import GraphSnapshot
+
+
+def _names(snap: GraphSnapshot, user_idx: np.ndarray, limit: int = 2) -> str:
+    ids = [f"@{int(snap.user_ids[u])}" for u in user_idx[:limit]]
+    more = len(user_idx) - len(ids)
+    text = " and ".join(ids) if len(ids) <= 2 else ", ".join(ids)
+    return text + (f" and {more} more" if more > 0 else "")
+
+
+def _followees(snap: GraphSnapshot, user: int) -> np.ndarray:
+    return np.asarray(
+        snap.follow_out_indices[snap.follow_out_indptr[user] : snap.follow_out_indptr[user + 1]]
+    )
+
+
+def follow_reason(snap: GraphSnapshot, user: int, target: int, source: str, anchor: int = -1) -> str:
+    """Why ``target`` (dense user index) is suggested to ``user`` to follow."""
+    if source in ("second_hop", "ppr", "salsa", "fof"):
+        followers = snap.follow_in_indices[snap.follow_in_indptr[target] : snap.follow_in_indptr[target + 1]]
+        via = np.intersect1d(_followees(snap, user), followers)
+        if len(via):
+            return f"followed by {_names(snap, via)}, whom you follow"
+        return "close to you in the follow graph"
+    if source == "follow_back":
+        return "follows you"
+    if source == "co_follow":
+        if anchor >= 0:
+            return f"followed by people who follow @{int(snap.user_ids[anchor])}"
+        return "followed by people who follow the accounts you follow"
+    if source == "similar_engagers":
+        return "engages with the same tweets as you"
+    if source == "embedding":
+        return "similar to accounts you interact with"
+    if source == "popular":
+        return "popular account"
+    return f"suggested by {source}"
+
+
+def tweet_reason(snap: GraphSnapshot, user: int, target: int, source: str, anchor: int = -1) -> str:
+    """Why ``target`` (dense tweet index) is suggested to ``user``."""
+    if source in ("followee_engagement", "pixie"):
+        engagers = snap.eng_tweet_indices[snap.eng_tweet_indptr[target] : snap.eng_tweet_indptr[target + 1]]
+        via = np.intersect1d(_followees(snap, user), engagers)
+        if len(via):
+            return f"engaged by {_names(snap, via)}, whom you follow"
+        if source == "pixie" and anchor >= 0:
+            return f"liked by people who liked {int(snap.tweet_ids[anchor])}"
+        return "popular with people near you in the graph"
+    if source in ("co_engagement", "spectral"):
+        if anchor >= 0:
+            return f"liked by people who liked {int(snap.tweet_ids[anchor])}"
+        return "liked by people with tastes like yours"
+    if source == "embedding":
+        return "similar to tweets you engaged with"
+    if source == "content":
+        return "about topics you engage with"
+    if source == "recent":
+        return "new"
+    if source == "popular":
+        return "popular right now"
+    return f"suggested by {source}"
