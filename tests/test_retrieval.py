@@ -1,0 +1,155 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from graph.errors import GraphRecError, SnapshotError
+from graph.synthetic import generate
+from retrieval.diversity import cap_per_group, mmr
+from retrieval.filters import FilterOptions
+from retrieval.fusion import fuse, normalize_rows, reciprocal_ranks
+from retrieval.recommender import MAX_K, Recommender, UnknownUserError
+from retrieval.sources import CoEngagementSource, SecondHopSource, cosine_similarity, top_k
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return generate(800, avg_follows=12, avg_engagements=15, seed=7)
+
+
+@pytest.fixture(scope="module")
+def rec(graph):
+    return Recommender(graph.snapshot())
+
+
+def test_top_k_masks_and_orders():
+    scores = np.array([[0.1, 0.9, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    ids, vals = top_k(scores, 3, sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]])))
+    assert ids.tolist() == [[2, 0, -1], [-1, -1, -1]]
+    assert vals[0, :2].tolist() == pytest.approx([0.5, 0.1])
+
+
+def test_top_k_matches_full_sort_reference():
+    rng = np.random.default_rng(0)
+    scores = rng.random((50, 300)).astype(np.float32)
+    ids, _ = top_k(scores, 10)
+    ref = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    assert (ids == ref).all()
+
+
+def test_cosine_matches_dense_reference():
+    rng = np.random.default_rng(1)
+    m = sp.csr_matrix((rng.random((40, 15)) < 0.3).astype(np.float32))
+    sim = cosine_similarity(m, k=15).toarray()
+    d = m.toarray()
+    norms = np.sqrt((d * d).sum(0))
+    ref = (d.T @ d) / np.maximum(np.outer(norms, norms), 1e-12)
+    np.fill_diagonal(ref, 0)
+    assert np.allclose(sim, ref, atol=1e-6)
+
+
+def test_fusion_score_and_rrf():
+    a = np.array([[2.0, 1.0, 0.0]], np.float32)
+    b = np.array([[0.0, 3.0, 3.0]], np.float32)
+    fused, parts = fuse({"a": a, "b": b}, {"a": 1.0, "b": 0.5})
+    assert fused[0].tolist() == pytest.approx([1.0, 1.0, 0.5])
+    assert set(parts) == {"a", "b"}
+    assert normalize_rows(np.zeros((1, 3))).sum() == 0
+    rr = reciprocal_ranks(a, depth=2, k0=60)
+    assert rr[0].tolist() == pytest.approx([1 / 61, 1 / 62, 0.0])
+    with pytest.raises(GraphRecError, match="unknown fusion"):
+        fuse({"a": a}, {"a": 1}, method="magic")
+    with pytest.raises(GraphRecError, match="unknown sources"):
+        fuse({"a": a}, {"z": 1})
+
+
+def test_diversity_helpers():
+    ranked = np.array([0, 1, 2, 3, 4])
+    groups = np.array([7, 7, 7, 8, -1])
+    assert cap_per_group(ranked, groups, 1, 5).tolist() == [0, 3, 4]
+    vecs = np.array([[1, 0], [1, 0.01], [0, 1]], np.float32)
+    rel = np.array([1.0, 0.99, 0.5])
+    assert mmr(np.array([0, 1, 2]), rel, vecs, 2, lam=0.5).tolist() == [0, 2]
+
+
+def test_who_to_follow_excludes_and_explains(rec, graph):
+    snap = rec.snap
+    user = int(np.argmax(np.diff(snap.follow_out_indptr)))
+    uid = int(snap.user_ids[user])
+    out = rec.who_to_follow(uid, k=10)
+    assert len(out) == 10
+    followed = set(
+        snap.user_ids[
+            snap.follow_out_indices[snap.follow_out_indptr[user] : snap.follow_out_indptr[user + 1]]
+        ]
+    )
+    ids = [r.id for r in out]
+    assert uid not in ids and not followed & set(ids)
+    assert all(r.reason for r in out) and all(r.sources for r in out)
+    assert [r.score for r in out] == sorted((r.score for r in out), reverse=True)
+    blocked = rec.who_to_follow(uid, k=10, filters=FilterOptions(blocked=[ids[0], 10**12]))
+    assert ids[0] not in [r.id for r in blocked]
+
+
+def test_tweet_candidates_filters(rec):
+    snap = rec.snap
+    user = int(np.argmax(np.diff(snap.eng_user_indptr)))
+    uid = int(snap.user_ids[user])
+    out = rec.tweet_candidates(uid, k=30)
+    engaged = set(
+        snap.tweet_ids[snap.eng_user_indices[snap.eng_user_indptr[user] : snap.eng_user_indptr[user + 1]]]
+    )
+    assert not engaged & {r.id for r in out}
+    authors = snap.tweet_author[snap.tweet_index([r.id for r in out])]
+    assert user not in authors.tolist()  # own tweets filtered
+    capped = rec.tweet_candidates(uid, k=30, per_author_cap=1)
+    capped_authors = snap.tweet_author[snap.tweet_index([r.id for r in capped])]
+    assert len(set(capped_authors.tolist())) == len(capped_authors)
+    muted_author = int(snap.user_ids[authors[0]])
+    muted = rec.tweet_candidates(uid, k=30, filters=FilterOptions(muted=[muted_author]))
+    assert authors[0] not in snap.tweet_author[snap.tweet_index([r.id for r in muted])].tolist()
+    newest = int(snap.tweet_created.max())
+    fresh = rec.tweet_candidates(uid, k=30, filters=FilterOptions(max_age_seconds=86400))
+    assert all(snap.tweet_created[snap.tweet_index([r.id])[0]] >= newest - 86400 for r in fresh)
+
+
+def test_unknown_user_cold_start_or_strict(rec):
+    out = rec.tweet_candidates(10**15, k=5)
+    assert len(out) == 5 and all("new here" in r.reason for r in out)
+    with pytest.raises(UnknownUserError, match="unknown user id"):
+        rec.who_to_follow(10**15, strict=True)
+
+
+@pytest.mark.parametrize("k", [0, -3, MAX_K + 1, 2.5, True])
+def test_bad_k(rec, k):
+    with pytest.raises(GraphRecError, match="k must be"):
+        rec.who_to_follow(1, k=k)
+
+
+def test_same_seed_same_results(graph):
+    a = Recommender(graph.snapshot()).who_to_follow(3, k=10)
+    b = Recommender(graph.snapshot()).who_to_follow(3, k=10)
+    assert [r.id for r in a] == [r.id for r in b]
+
+
+def test_artifacts_from_another_snapshot_are_detected(tmp_path, graph):
+    snap = graph.snapshot()
+    snap.save(tmp_path / "snap")
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    (emb / "config.json").write_text('{"snapshot_id": "0000000000000000"}')
+    with pytest.raises(SnapshotError, match="re-run `graphrec embed`"):
+        Recommender.load(tmp_path / "snap", embeddings_dir=emb)
+
+
+def test_second_hop_scores_real_edges_above_random_pairs(graph):
+    """Sanity (quality is measured on real data by the evaluation runner): real follow edges score higher."""
+    snap = graph.snapshot()
+    src = SecondHopSource().fit(snap)
+    users = np.flatnonzero(np.diff(snap.follow_out_indptr) > 5)[:100]
+    scores = src.scores(users)
+    rng = np.random.default_rng(0)
+    true = [scores[i, snap.follow_out_indices[snap.follow_out_indptr[u]]] for i, u in enumerate(users)]
+    rand = [scores[i, rng.integers(snap.n_users)] for i in range(len(users))]
+    assert np.mean(true) > np.mean(rand)
+    co = CoEngagementSource().fit(snap)
+    assert co.scores(users).shape == (len(users), snap.n_tweets)
