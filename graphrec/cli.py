@@ -88,6 +88,32 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_recommend(sub) -> None:
+    p = sub.add_parser(
+        "recommend",
+        help="who to follow / tweet candidates for one user",
+        description="Recommendations for a user from a store (or a saved snapshot), with reasons.",
+    )
+    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or bolt:// URI")
+    p.add_argument("--snapshot", help="use this saved snapshot instead of exporting the store")
+    p.add_argument(
+        "--embeddings", help="embedding artifact directory (from `graphrec embed`) to add as a source"
+    )
+    p.add_argument("--config", help="tuned recommender config JSON (source weights)")
+    p.add_argument("--user", type=int, required=True, help="external user id")
+    p.add_argument("--kind", choices=["follows", "tweets"], default="follows", help="what to recommend")
+    p.add_argument("-k", type=int, default=20, help="number of results (default: %(default)s)")
+    p.add_argument("--explain", action="store_true", help="print the reason and per-source scores")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--strict", action="store_true", help="fail for an unknown user instead of the cold-start path"
+    )
+    p.add_argument("--per-author-cap", type=int, help="tweets: at most this many per author")
+    p.add_argument("--max-age-days", type=float, help="tweets: drop tweets older than this")
+    p.add_argument("--exclude", type=int, nargs="*", default=[], help="ids never to return")
+    p.set_defaults(func=cmd_recommend)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphrec",
@@ -98,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_snapshot(sub)
     _add_demo(sub)
+    _add_recommend(sub)
     try:
         from evaluation.cli import add_evaluate_parser
     except ImportError:  # evaluation package not installed in a slim checkout
@@ -182,6 +209,49 @@ def cmd_demo(args) -> int:
     print(f"demo: {args.dataset} ingested into the local store {args.store} and exported to {snap_dir}")
     _print_table(f"graph statistics (snapshot {snap.snapshot_id})", snap.stats())
     print(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def load_recommender(args):
+    """A Recommender from --snapshot/--embeddings/--config, or from the store's current graph."""
+    from retrieval.recommender import Recommender, RecommenderConfig
+
+    if args.snapshot:
+        return Recommender.load(args.snapshot, embeddings_dir=args.embeddings, config_path=args.config)
+    if args.embeddings:
+        raise GraphRecError("--embeddings needs --snapshot (the snapshot the embeddings were trained on)")
+    from graph.store import open_store
+
+    config = RecommenderConfig.load(args.config) if args.config else None
+    with open_store(args.store) as store:
+        return Recommender.from_store(store, config=config)
+
+
+def cmd_recommend(args) -> int:
+    import json
+
+    from retrieval.filters import FilterOptions
+
+    rec = load_recommender(args)
+    max_age = args.max_age_days * 86_400 if args.max_age_days is not None else None
+    filters = FilterOptions(exclude=args.exclude, max_age_seconds=max_age)
+    if args.kind == "follows":
+        results = rec.who_to_follow(args.user, args.k, filters=filters, strict=args.strict)
+    else:
+        results = rec.tweet_candidates(
+            args.user, args.k, filters=filters, strict=args.strict, per_author_cap=args.per_author_cap
+        )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    noun = "accounts to follow" if args.kind == "follows" else "tweet candidates"
+    print(f"{noun} for user {args.user}:")
+    for rank, r in enumerate(results, start=1):
+        line = f"{rank:>3}. {r.id:>12}  score {r.score:.3f}"
+        if args.explain:
+            parts = ", ".join(f"{k}={v:.2f}" for k, v in sorted(r.sources.items(), key=lambda kv: -kv[1]))
+            line += f"  {r.reason}  [{parts}]"
+        print(line)
     return 0
 
 

@@ -35,6 +35,7 @@ from retrieval.sources import (
     SimilarEngagersSource,
     Source,
     SpectralSource,
+    best_anchor,
 )
 
 log = logging.getLogger(__name__)
@@ -292,8 +293,10 @@ class Recommender:
         ranked = _ranked(row, max(k * 5, k) if (author_cap or mmr_lambda or share) else k)
         ranked = self._diversify(kind, ranked, row, k, author_cap, mmr_lambda, share, groups)
         out = []
-        for t in ranked.tolist():
-            contrib = {name: float(p[0, t]) for name, p in parts.items() if p[0, t] > 0}
+        names = list(parts)
+        shares = np.stack([parts[n][0, ranked] for n in names]) if names else np.zeros((0, len(ranked)))
+        for col, t in enumerate(ranked.tolist()):
+            contrib = {n: float(v) for n, v in zip(names, shares[:, col].tolist()) if v > 0}
             reason = ""
             if want_reason:
                 best = max(contrib, key=contrib.get) if contrib else "popular"
@@ -335,10 +338,7 @@ class Recommender:
                 anchor = co.best_anchor(user, target)
             return explain.tweet_reason(self.snap, user, target, source, anchor)
         if source == "co_follow" and isinstance(src, CoFollowSource):
-            followees = src.f[user].indices
-            if len(followees):
-                sims = np.asarray(src.sim[followees, target].todense()).ravel()
-                anchor = int(followees[np.argmax(sims)]) if sims.max() > 0 else -1
+            anchor = best_anchor(src.f, src.sim_t, user, target)
         return explain.follow_reason(self.snap, user, target, source, anchor)
 
     def _cold_start(self, kind: str, k: int, filters: FilterOptions) -> list[Recommendation]:

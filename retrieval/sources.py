@@ -142,11 +142,21 @@ class CoEngagementSource(Source):
 
     def best_anchor(self, user: int, target: int) -> int:
         """The tweet the user engaged with that most explains ``target`` (-1 if none)."""
-        engaged = self.r[user].indices
-        if not len(engaged):
-            return -1
-        sims = np.asarray(self.sim_t[target, engaged].todense()).ravel()
-        return int(engaged[np.argmax(sims)]) if sims.max() > 0 else -1
+        return best_anchor(self.r, self.sim_t, user, target)
+
+
+def best_anchor(history: sp.csr_matrix, sim_t: sp.csr_matrix, user: int, target: int) -> int:
+    """Among the columns of ``history[user]``, the one most similar to ``target`` (-1 if none).
+
+    Reads the raw CSR arrays: this runs once per explained candidate, so no scipy indexing.
+    """
+    engaged = history.indices[history.indptr[user] : history.indptr[user + 1]]
+    lo, hi = sim_t.indptr[target], sim_t.indptr[target + 1]
+    cols, vals = sim_t.indices[lo:hi], sim_t.data[lo:hi]
+    hit = np.isin(cols, engaged, assume_unique=True)
+    if not hit.any():
+        return -1
+    return int(cols[hit][np.argmax(vals[hit])])
 
 
 class FolloweeEngagementSource(Source):
@@ -366,6 +376,7 @@ class CoFollowSource(Source):
     def fit(self, snap: GraphSnapshot) -> CoFollowSource:
         self.f = follow_matrix(snap)
         self.sim = cosine_similarity(self.f, k=self.k_neighbors, alpha=self.alpha)
+        self.sim_t = self.sim.T.tocsr()
         return self
 
     def scores(self, users: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Retrieval: candidate sources, filters, fusion and the recommender API."""
