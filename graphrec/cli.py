@@ -9,7 +9,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 from graph.errors import GraphRecError
 
@@ -74,8 +73,9 @@ def _add_snapshot(sub) -> None:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="ingest a real dataset sample into the local store and print graph statistics",
-        description="End-to-end demo on the embedded local store (no server needed).",
+        help="run the whole pipeline on a real dataset in the local store",
+        description="End-to-end demo on the embedded local store (no server needed): ingest, snapshot, "
+        "random walks, GNN embeddings, recommendations with reasons, an evaluation table.",
     )
     p.add_argument("--dataset", default="lastfm", choices=["gowalla", "lastfm", "flickr", "synthetic"])
     p.add_argument(
@@ -84,6 +84,8 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--store", default=".graphrec/demo-store", help="local store directory (default: %(default)s)"
     )
+    p.add_argument("--user", type=int, help="user to recommend for (default: the most active one)")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation table")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -192,24 +194,16 @@ def cmd_snapshot(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from graph.export import export_snapshot
-    from graph.ingest import ingest
-    from graph.local_store import LocalStore
+    from graphrec.demo import run_demo
 
-    args.events = None
-    args.splits = "train,val,test"
-    args.users, args.edges, args.seed = 2000, None, 0
-    t0 = time.perf_counter()
-    cols = _load_columns(args)
-    with LocalStore(Path(args.store)) as store:
-        ingest(store, cols, progress=not args.no_progress)
-        snap = export_snapshot(store, progress=not args.no_progress)
-    snap_dir = Path(args.store) / "snapshot"
-    snap.save(snap_dir)
-    print(f"demo: {args.dataset} ingested into the local store {args.store} and exported to {snap_dir}")
-    _print_table(f"graph statistics (snapshot {snap.snapshot_id})", snap.stats())
-    print(f"done in {time.perf_counter() - t0:.1f}s")
-    return 0
+    return run_demo(
+        args.dataset,
+        args.data_dir,
+        args.store,
+        user=args.user,
+        evaluate=not args.no_eval,
+        progress=not args.no_progress,
+    )
 
 
 def load_recommender(args):
