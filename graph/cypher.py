@@ -92,7 +92,7 @@ COUNT_TWEETS = "MATCH (t:Tweet) RETURN count(t) AS n"
 COUNT_FOLLOWS = "MATCH ()-[r:FOLLOWS]->() RETURN count(r) AS n"
 COUNT_ENGAGEMENTS = [f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n" for rel in KIND_REL_TYPES.values()]
 
-DELETE_ALL = "MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+DELETE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
 
 # -- exploration: ready, parameterised read queries ----------------------------
 
@@ -122,7 +122,7 @@ ORDER BY followees DESC, weight DESC, tweet ASC LIMIT $limit
 MATCH (a:User {id: $a}), (b:User {id: $b})
 MATCH p = allShortestPaths((a)-[:FOLLOWS*..6]-(b))
 WHERE length(p) <= $max_hops
-RETURN [n IN nodes(p) | n.id] AS path, length(p) AS hops LIMIT $limit
+RETURN DISTINCT [n IN nodes(p) | n.id] AS path, length(p) AS hops LIMIT $limit
 """,
     # The most engaged tweets with an engagement in [$since, $until).
     "top_engaged_tweets": f"""
