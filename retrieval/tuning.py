@@ -128,8 +128,8 @@ def source_candidates(
     return sp.csr_matrix((cat(vals), (cat(rows), cat(cols))), shape=(len(users), n_targets), dtype=np.float32)
 
 
-def recall_of(fused: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
-    """Mean recall@k of the fused candidate lists against ``truth`` (rows aligned)."""
+def recall_per_user(fused: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> np.ndarray:
+    """Recall@k of each fused candidate list against ``truth`` (rows aligned)."""
     from evaluation.scoring import top_k_csr
 
     ids, _ = top_k_csr(fused, k)
@@ -139,7 +139,12 @@ def recall_of(fused: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
         ok = col >= 0
         hits[ok, j] = np.asarray(truth[np.flatnonzero(ok), col[ok]]).ravel()
     n_rel = np.maximum(np.diff(truth.indptr), 1)
-    return float((hits.sum(axis=1) / n_rel).mean())
+    return hits.sum(axis=1) / n_rel
+
+
+def recall_of(fused: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
+    """Mean recall@k of the fused candidate lists against ``truth``."""
+    return float(recall_per_user(fused, truth, k).mean())
 
 
 def coordinate_ascent(
@@ -149,15 +154,20 @@ def coordinate_ascent(
     *,
     grid: Sequence[float] = WEIGHT_GRID,
     rounds: int = 2,
+    z: float = 2.0,
 ) -> tuple[dict[str, float], float, dict[str, float]]:
     """Weights maximising recall@k of sum_s w_s * cands[s]; starts from the best single source.
 
-    Returns (weights, validation recall, each single source's validation recall).
+    A change is kept only when its paired gain over the current weights is at least ``z``
+    standard errors (per-user differences): validation noise must not buy a source weight
+    that does not carry over to test. Returns (weights, validation recall, each single
+    source's validation recall).
     """
-    single = {name: recall_of(c, truth, k) for name, c in cands.items()}
+    single_per_user = {name: recall_per_user(c, truth, k) for name, c in cands.items()}
+    single = {name: float(v.mean()) for name, v in single_per_user.items()}
     best_name = max(single, key=single.get)
     weights = {name: (1.0 if name == best_name else 0.0) for name in cands}
-    best = single[best_name]
+    current = single_per_user[best_name]
 
     def fused(w: dict[str, float]) -> sp.csr_matrix:
         total = None
@@ -171,14 +181,22 @@ def coordinate_ascent(
         for name in cands:
             if name == best_name:
                 continue
+            best_trial = None
             for value in grid:
                 if value == weights[name]:
                     continue
                 trial = {**weights, name: value}
-                score = recall_of(fused(trial), truth, k)
-                if score > best + 1e-6:
-                    best, weights, improved = score, trial, True
+                per_user = recall_per_user(fused(trial), truth, k)
+                diff = per_user - current
+                gain = float(diff.mean())
+                stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+                if gain > z * stderr and gain > 0 and (best_trial is None or gain > best_trial[0]):
+                    best_trial = (gain, trial, per_user)
+            if best_trial is not None:
+                _, weights, current = best_trial
+                improved = True
         if not improved:
             break
+    best = float(current.mean())
     log.info("fusion weights %s: validation recall@%d %.4f (single sources %s)", weights, k, best, single)
     return weights, best, single
