@@ -44,14 +44,14 @@ TASK_FOLLOWS = "follows"
 
 @dataclass(frozen=True)
 class PixieGraph:
-    """The user<->tweet CSRs with their sampling cdfs (None = uniform) and the follow CSR."""
+    """The user<->tweet CSRs with their alias tables (None = uniform) and the follow CSR."""
 
     ut_indptr: np.ndarray
     ut_indices: np.ndarray
-    ut_cdf: np.ndarray | None
+    ut_sampler: tuple[np.ndarray, np.ndarray] | None
     tu_indptr: np.ndarray
     tu_indices: np.ndarray
-    tu_cdf: np.ndarray | None
+    tu_sampler: tuple[np.ndarray, np.ndarray] | None
     fo_indptr: np.ndarray
     fo_indices: np.ndarray
     ref_time: int
@@ -84,23 +84,49 @@ def engagement_weights(
     table = np.zeros(max(KINDS.values()) + 1, dtype=np.float64)
     for name, code in KINDS.items():
         table[code] = kw[name]
-    w = table[np.asarray(kinds, dtype=np.int64)]
-    if half_life_s is not None and ref_time > 0:
-        if not half_life_s > 0:
-            raise InputError(f"half_life_s must be > 0 (or None for no decay), got {half_life_s}")
-        ts = np.asarray(ts, dtype=np.int64)
-        age = np.where(ts > 0, np.maximum(ref_time - ts, 0), 0).astype(np.float64)
-        w = w * np.exp2(-age / float(half_life_s))
+    w = table[np.asarray(kinds, dtype=np.int64)] * time_decay(ts, half_life_s=half_life_s, ref_time=ref_time)
     if stored is not None:
         w = w * np.asarray(stored, dtype=np.float64)
     return w
 
 
-def _cdf_unless_uniform(indptr: np.ndarray, w: np.ndarray) -> np.ndarray | None:
-    # Equal weights sample exactly like uniform, which is faster (no search).
+def time_decay(ts: np.ndarray, *, half_life_s: float | None, ref_time: int) -> np.ndarray:
+    """0.5 ** (age / half_life) with age = ref_time - ts clipped at 0; 1 where ts is 0
+    (unknown), and everywhere when ``half_life_s`` is None or ``ref_time`` is 0."""
+    ts = np.asarray(ts, dtype=np.int64)
+    if half_life_s is None or ref_time <= 0:
+        return np.ones(ts.shape, dtype=np.float64)
+    if not half_life_s > 0:
+        raise InputError(f"half_life_s must be > 0 (or None for no decay), got {half_life_s}")
+    age = np.where(ts > 0, np.maximum(ref_time - ts, 0), 0).astype(np.float64)
+    return np.exp2(-age / float(half_life_s))
+
+
+def _with_authorship(snap: GraphSnapshot, w_ut: np.ndarray, author_w: np.ndarray):
+    """User->tweet and tweet->user CSRs of engagements plus authorship edges (weighted)."""
+    nu, nt = snap.n_users, snap.n_tweets
+    rows = np.concatenate(
+        [
+            np.repeat(np.arange(nu, dtype=np.int64), np.diff(snap.eng_user_indptr)),
+            np.repeat(np.arange(nu, dtype=np.int64), np.diff(snap.authored_indptr)),
+        ]
+    )
+    cols = np.concatenate([snap.eng_user_indices, snap.authored_indices]).astype(np.int64)
+    w = np.concatenate([w_ut, author_w])
+    out = []
+    for r, c, n in ((rows, cols, nu), (cols, rows, nt)):
+        order = np.lexsort((c, r))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+        out.append((indptr, c[order].astype(np.int32), w[order]))
+    return out
+
+
+def _sampler_unless_uniform(indptr: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    # Equal weights sample exactly like uniform, which is faster (no alias lookup).
     if w.size == 0 or (w.min() == w.max() and w[0] > 0):
         return None
-    return walks.row_cdf(indptr, w)
+    return walks.alias_table(indptr, w)
 
 
 def pixie_graph(
@@ -110,13 +136,18 @@ def pixie_graph(
     half_life_s: float | None = 7 * DAY,
     ref_time: int | None = None,
     stored_weights: bool = False,
+    author_weight: float = 2.0,
 ) -> PixieGraph:
     """Arrays for :func:`graph.walks.pixie_walks`; cached per snapshot and parameters.
 
+    Edge weights: engagement kind weight x time decay (:func:`engagement_weights`).
     ``ref_time`` defaults to the snapshot's latest engagement time (0 when unknown:
     no decay). ``stored_weights`` multiplies in the snapshot's per-edge weights
-    (e.g. listen counts).
+    (e.g. listen counts). ``author_weight > 0`` adds authorship as user<->tweet edges of
+    that weight (decayed by the tweet's age), so walks also reach what accounts post.
     """
+    if not (math.isfinite(author_weight) and author_weight >= 0):
+        raise InputError(f"author_weight must be finite and >= 0, got {author_weight}")
     key = (
         id(snap),
         snap.snapshot_id,
@@ -124,6 +155,7 @@ def pixie_graph(
         half_life_s,
         ref_time,
         stored_weights,
+        author_weight,
     )
     with _cache_lock:
         hit = _graph_cache.get(key)
@@ -140,13 +172,26 @@ def pixie_graph(
     w_tu = engagement_weights(
         snap.eng_tweet_kinds, snap.eng_tweet_ts, snap.eng_tweet_weights if stored_weights else None, **common
     )
+    if author_weight > 0 and len(snap.authored_indices):
+        created = snap.tweet_created[snap.authored_indices]
+        author_w = author_weight * time_decay(created, half_life_s=half_life_s, ref_time=int(ref_time))
+        (ut_indptr, ut_indices, w_ut), (tu_indptr, tu_indices, w_tu) = _with_authorship(snap, w_ut, author_w)
+    else:
+        ut_indptr, ut_indices = (
+            np.ascontiguousarray(snap.eng_user_indptr),
+            np.ascontiguousarray(snap.eng_user_indices),
+        )
+        tu_indptr, tu_indices = (
+            np.ascontiguousarray(snap.eng_tweet_indptr),
+            np.ascontiguousarray(snap.eng_tweet_indices),
+        )
     g = PixieGraph(
-        ut_indptr=np.ascontiguousarray(snap.eng_user_indptr),
-        ut_indices=np.ascontiguousarray(snap.eng_user_indices),
-        ut_cdf=_cdf_unless_uniform(snap.eng_user_indptr, w_ut),
-        tu_indptr=np.ascontiguousarray(snap.eng_tweet_indptr),
-        tu_indices=np.ascontiguousarray(snap.eng_tweet_indices),
-        tu_cdf=_cdf_unless_uniform(snap.eng_tweet_indptr, w_tu),
+        ut_indptr=ut_indptr,
+        ut_indices=ut_indices,
+        ut_sampler=_sampler_unless_uniform(ut_indptr, w_ut),
+        tu_indptr=tu_indptr,
+        tu_indices=tu_indices,
+        tu_sampler=_sampler_unless_uniform(tu_indptr, w_tu),
         fo_indptr=np.ascontiguousarray(snap.follow_out_indptr),
         fo_indices=np.ascontiguousarray(snap.follow_out_indices),
         ref_time=int(ref_time),
@@ -176,16 +221,17 @@ def pixie_candidates_batch(
     k: int = 100,
     *,
     n_steps: int = 100_000,
-    restart_prob: float = 0.5,
+    restart_prob: float = 0.7,
     followee_weight: float = 0.5,
     max_followees: int = 32,
-    n_p: int = 0,
+    n_p: int = 2_000,
     n_v: int = 4,
-    beta: float = 0.0,
+    beta: float = 0.1,
     kind_weights: dict[str, float] | None = None,
     half_life_s: float | None = 7 * DAY,
     ref_time: int | None = None,
     stored_weights: bool = False,
+    author_weight: float = 2.0,
     exclude_authored: bool = True,
     seed: int = 0,
     n_walkers: int = 16,
@@ -202,6 +248,7 @@ def pixie_candidates_batch(
         half_life_s=half_life_s,
         ref_time=ref_time,
         stored_weights=stored_weights,
+        author_weight=author_weight,
     )
     ids, scores, _ = walks.pixie_walks(
         g.ut_indptr,
@@ -212,9 +259,9 @@ def pixie_candidates_batch(
         g.fo_indices,
         users,
         k,
-        ut_cdf=g.ut_cdf,
-        tu_cdf=g.tu_cdf,
-        exclude=(g.ut_indptr, g.ut_indices),
+        ut_sampler=g.ut_sampler,
+        tu_sampler=g.tu_sampler,
+        exclude=(snap.eng_user_indptr, snap.eng_user_indices),
         exclude2=(snap.authored_indptr, snap.authored_indices) if exclude_authored else None,
         n_steps=n_steps,
         restart_prob=restart_prob,
@@ -247,7 +294,7 @@ def ppr_candidates_batch(
     k: int = 100,
     *,
     mode: str = "power",
-    restart_prob: float = 0.15,
+    restart_prob: float = 0.3,
     n_iter: int = 30,
     tol: float = 1e-6,
     n_steps: int = 100_000,
@@ -399,20 +446,22 @@ class PixieMethod(_WalkMethod):
     name = "pixie"
     tasks = (TASK_TWEETS,)
     _batch = staticmethod(pixie_candidates_batch)
+    param_grid = {"restart_prob": [0.5, 0.7], "beta": [0.0, 0.1, 0.2]}
 
     def __init__(
         self,
         *,
         n_steps: int = 100_000,
-        restart_prob: float = 0.5,
+        restart_prob: float = 0.7,
         followee_weight: float = 0.5,
         max_followees: int = 32,
-        n_p: int = 0,
+        n_p: int = 2_000,
         n_v: int = 4,
-        beta: float = 0.0,
+        beta: float = 0.1,
         kind_weights: dict[str, float] | None = None,
         half_life_s: float | None = 7 * DAY,
         stored_weights: bool = False,
+        author_weight: float = 2.0,
         seed: int = 0,
         n_threads: int | None = None,
     ):
@@ -427,19 +476,15 @@ class PixieMethod(_WalkMethod):
             kind_weights=kind_weights,
             half_life_s=half_life_s,
             stored_weights=stored_weights,
+            author_weight=author_weight,
             seed=seed,
             n_threads=n_threads,
         )
 
     def fit(self, train: GraphSnapshot, task: str) -> PixieMethod:
         super().fit(train, task)
-        p = self.params
-        pixie_graph(
-            train,
-            kind_weights=p["kind_weights"],
-            half_life_s=p["half_life_s"],
-            stored_weights=p["stored_weights"],
-        )  # warm the weight cache
+        keys = ("kind_weights", "half_life_s", "stored_weights", "author_weight")
+        pixie_graph(train, **{k: self.params[k] for k in keys})  # build the weights now, not in recommend
         return self
 
 
@@ -449,12 +494,13 @@ class PPRMethod(_WalkMethod):
     name = "ppr"
     tasks = (TASK_FOLLOWS,)
     _batch = staticmethod(ppr_candidates_batch)
+    param_grid = {"restart_prob": [0.15, 0.3, 0.5]}
 
     def __init__(
         self,
         *,
         mode: str = "power",
-        restart_prob: float = 0.15,
+        restart_prob: float = 0.3,
         n_iter: int = 30,
         tol: float = 1e-6,
         n_steps: int = 100_000,
@@ -480,6 +526,7 @@ class SalsaMethod(_WalkMethod):
     name = "salsa"
     tasks = (TASK_FOLLOWS,)
     _batch = staticmethod(salsa_candidates_batch)
+    param_grid = {"restart_prob": [0.1, 0.3, 0.5], "n_hubs": [50, 200]}
 
     def __init__(
         self,
@@ -509,6 +556,7 @@ class FriendsOfFriendsMethod(_WalkMethod):
     name = "fof"
     tasks = (TASK_FOLLOWS,)
     _batch = staticmethod(fof_candidates_batch)
+    param_grid = {"normalize": [False, True]}
 
     def __init__(self, *, normalize: bool = False, seed: int = 0, n_threads: int | None = None):
         # seed is accepted for the method contract; friends of friends is deterministic

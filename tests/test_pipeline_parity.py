@@ -13,7 +13,7 @@ def test_neo4j_and_local_store_recommend_the_same(neo4j_store, local_store):
     from_neo4j = Recommender.from_store(neo4j_store)
     from_local = Recommender.from_store(local_store)
     assert from_neo4j.snap.snapshot_id == from_local.snap.snapshot_id
-    users = g.user_ids[:: 40].tolist()
+    users = g.user_ids[::40].tolist()
     for uid in users:
         a, b = from_neo4j.who_to_follow(uid, k=10), from_local.who_to_follow(uid, k=10)
         assert [(r.id, r.reason) for r in a] == [(r.id, r.reason) for r in b]

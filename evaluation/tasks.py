@@ -1,0 +1,61 @@
+"""What "items" and "training items" are for each task (see the method contract).
+
+* ``tweets``: items are tweets; a user's training items are the tweets they engaged with.
+* ``follows``: items are users; a user's training items are the accounts they follow, plus themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from graph.errors import InputError
+from graph.snapshot import GraphSnapshot
+
+TASK_TWEETS = "tweets"
+TASK_FOLLOWS = "follows"
+TASKS = (TASK_TWEETS, TASK_FOLLOWS)
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return task
+
+
+def n_items(snap: GraphSnapshot, task: str) -> int:
+    """Number of rankable items of ``task`` (tweets, or users for ``follows``)."""
+    return snap.n_tweets if check_task(task) == TASK_TWEETS else snap.n_users
+
+
+def interaction_matrix(snap: GraphSnapshot, task: str, *, weighted: bool = False) -> sp.csr_matrix:
+    """Users x items training interactions: engagements (tweets) or follow adjacency (follows).
+
+    One entry per (user, item) pair: 1, or for ``weighted`` tweets the summed engagement
+    weights over kinds (follows are always 1). Built from copies of the snapshot's CSR arrays:
+    SciPy's in-place canonicalisation must never touch the (possibly memory-mapped) snapshot.
+    """
+    if check_task(task) == TASK_TWEETS:
+        prefix, n_cols = "eng_user", snap.n_tweets
+        data = np.asarray(snap.eng_user_weights, np.float32) if weighted else None
+    else:
+        prefix, n_cols = "follow_out", snap.n_users
+        data = None
+    indptr = np.array(snap.arrays[f"{prefix}_indptr"], dtype=np.int64)
+    indices = np.array(snap.arrays[f"{prefix}_indices"], dtype=np.int32)
+    data = np.ones(len(indices), np.float32) if data is None else np.array(data, dtype=np.float32)
+    m = sp.csr_matrix((data, indices, indptr), shape=(snap.n_users, n_cols))
+    m.sum_duplicates()  # several engagement kinds on one pair become one entry
+    if not weighted:
+        m.data[:] = 1.0
+    return m
+
+
+def exclusion_matrix(snap: GraphSnapshot, task: str) -> sp.csr_matrix:
+    """Users x items that must never be recommended: training items (and the user, for follows)."""
+    m = interaction_matrix(snap, task)
+    if task == TASK_FOLLOWS:
+        m = (m + sp.identity(snap.n_users, dtype=np.float32, format="csr")).tocsr()
+    m.data[:] = 1.0
+    m.sort_indices()
+    return m

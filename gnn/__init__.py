@@ -1,0 +1,6 @@
+"""Graph embeddings on PyTorch Geometric: LightGCN and an inductive heterogeneous GraphSAGE,
+a trainer separate from the models, versioned artifacts and the batch embedding job.
+
+Modules: :mod:`gnn.models`, :mod:`gnn.features`, :mod:`gnn.data`, :mod:`gnn.trainer`,
+:mod:`gnn.pipeline`, :mod:`gnn.artifacts`, :mod:`gnn.job`, :mod:`gnn.methods`, :mod:`gnn.cli`.
+"""

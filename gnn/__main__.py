@@ -1,0 +1,5 @@
+import sys
+
+from gnn.cli import main
+
+sys.exit(main())

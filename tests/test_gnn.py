@@ -1,0 +1,401 @@
+"""GNN models, trainer, artifacts and the embed job, on small synthetic graphs (fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from gnn import artifacts
+from gnn.data import PairSet, carve_validation, exclusion_matrix, joint_adjacency, positives
+from gnn.job import load_sage, run_embed, save_embeddings
+from gnn.methods import LightGCNMethod, SageMethod
+from gnn.models import Propagation, _Propagate, spectral_init
+from gnn.pipeline import embed_snapshot_inductive, fit_lightgcn, fit_sage
+from gnn.ranking import recall_ndcg, topk_scores
+from gnn.trainer import CheckpointError, NegativeSampler, read_checkpoint
+from graph.errors import GraphRecError, InputError, SnapshotError
+from graph.snapshot import build_snapshot
+from graph.synthetic import generate
+
+FAST = {
+    "epochs": 6,
+    "batch_size": 1024,
+    "chunk_size": 1024,
+    "n_negatives": 128,
+    "val_users": 150,
+    "dim": 32,
+    "cosine": False,
+    "temperature": 1.0,
+}
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return generate(400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def snap():
+    """A smaller graph for the tests that check plumbing rather than quality."""
+    return generate(200, seed=4).snapshot()
+
+
+def _split_snapshot(g, share=0.2, seed=0):
+    """(train snapshot, held-out (user, tweet) dense pairs) from a synthetic graph."""
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(g.eng_user)) < share
+    cols = dict(
+        user_ids=g.user_ids,
+        tweet_ids=g.tweet_ids,
+        follow_src=g.follow_src,
+        follow_dst=g.follow_dst,
+        follow_ts=g.follow_ts,
+        tweet_author=g.tweet_author,
+        tweet_created=g.tweet_created,
+        tweet_texts=dict(zip(g.tweet_ids.tolist(), g.tweet_texts)),
+    )
+    keep = ~test
+    train = build_snapshot(
+        eng_user=g.eng_user[keep],
+        eng_tweet=g.eng_tweet[keep],
+        eng_kind=g.eng_kind[keep],
+        eng_ts=g.eng_ts[keep],
+        eng_weight=g.eng_weight[keep],
+        **cols,
+    )
+    u, t = train.user_index(g.eng_user[test]), train.tweet_index(g.eng_tweet[test])
+    truth = sp.csr_matrix((np.ones(len(u), np.float32), (u, t)), shape=(train.n_users, train.n_tweets))
+    truth.sum_duplicates()
+    truth.data[:] = 1
+    truth = truth - truth.multiply(exclusion_matrix(train, "tweets"))
+    truth.eliminate_zeros()
+    return train, truth.tocsr()
+
+
+def _recall(method, truth, k=20):
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    ids, _ = method.recommend(users, k)
+    rec, _ = recall_ndcg(ids, truth, users, k)
+    return rec.mean()
+
+
+# -- data and sampling --------------------------------------------------------------------
+
+
+def test_negative_sampler_never_returns_a_positive():
+    rng = np.random.default_rng(0)
+    dense = rng.random((50, 12)) < 0.6  # most targets are positives
+    dense[:, 0] = False  # every user keeps at least one negative
+    pairs = PairSet.from_matrix("tweets", sp.csr_matrix(dense.astype(np.float32)), 50)
+    sampler = NegativeSampler(pairs, rng)
+    users = np.repeat(np.arange(50), 40)
+    neg = sampler.sample(users, 3)
+    assert not dense[users[:, None], neg].any()
+    pool, mask = sampler.pool(users[:200], 10)
+    assert len(np.unique(pool)) == len(pool)
+    np.testing.assert_array_equal(mask, dense[users[:200, None], pool[None, :]])
+
+
+def test_sampler_rejects_users_without_negatives():
+    pairs = PairSet.from_matrix("tweets", sp.csr_matrix(np.ones((2, 3), np.float32)), 2)
+    with pytest.raises(InputError, match="every target"):
+        NegativeSampler(pairs, np.random.default_rng(0)).sample(np.array([0]), 1)
+
+
+def test_validation_is_carved_from_training(snap):
+    full = positives(snap, "tweets")
+    train, val = carve_validation(full, n_users=50, share=0.2, seed=1)
+    assert len(train) + len(val) == len(full)
+    assert not train.contains(val.users, val.targets).any()
+    assert len(np.unique(val.users)) == 50
+    # every validation user keeps training positives
+    assert np.isin(np.unique(val.users), train.users).all()
+
+
+def test_joint_adjacency_is_symmetric_normalised(snap):
+    a = joint_adjacency(snap.n_users, snap.n_tweets, positives(snap, "tweets"), positives(snap, "follows"))
+    assert abs(a - a.T).max() < 1e-6
+    # D^-1/2 A D^-1/2 has sqrt(degree) as eigenvector with eigenvalue 1
+    binary = a.copy()
+    binary.data[:] = 1.0
+    root = np.sqrt(np.asarray(binary.sum(axis=1)).ravel())
+    np.testing.assert_allclose(a @ root, root, rtol=1e-4)
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def test_propagation_gradient_matches_autograd(snap):
+    a = joint_adjacency(snap.n_users, snap.n_tweets, positives(snap, "tweets"), None)
+    prop = Propagation(a, 3)
+    x = torch.randn(a.shape[0], 4, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(a.shape[0], 4)
+    (_Propagate.apply(x, prop) * w).sum().backward()
+    # reference: dense matrices, plain autograd
+    dense = torch.from_numpy(a.toarray())
+    x2 = x.detach().clone().requires_grad_()
+    h, out = x2, x2 / 4
+    for _ in range(3):
+        h = dense @ h
+        out = out + h / 4
+    (out * w).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_init_matches_svd_of_bipartite_graph(snap):
+    eng = positives(snap, "tweets")
+    a = joint_adjacency(snap.n_users, snap.n_tweets, eng, None)
+    init = spectral_init(a, 8, scale=1.0)
+    assert init.shape == (a.shape[0], 8)
+    # eigenvalues of the bipartite Â are the singular values of its user-tweet block
+    block = a[: snap.n_users, snap.n_users :].toarray()
+    s = np.linalg.svd(block, compute_uv=False)[:8]
+    from scipy.sparse.linalg import eigsh
+
+    vals = np.sort(eigsh(a.astype(np.float64), k=8, which="LA")[0])[::-1]
+    np.testing.assert_allclose(vals, s, rtol=1e-4)
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def test_lightgcn_loss_decreases_and_beats_random(graph):
+    train, truth = _split_snapshot(graph)
+    m = LightGCNMethod(cache_dir=None, **FAST).fit(train, "tweets")
+    res_hist = fit_lightgcn(train, "tweets", params={**FAST, "progress": False}).metrics["history"]
+    losses = [h["loss"] for h in res_hist]
+    assert losses[-1] < losses[0]
+    random_recall = 20 / train.n_tweets
+    assert _recall(m, truth) > 3 * random_recall
+
+
+def test_bpr_loss_trains_too(graph):
+    train, truth = _split_snapshot(graph)
+    res = fit_lightgcn(train, "tweets", params={**FAST, "loss": "bpr", "lr": 0.01, "progress": False})
+    losses = [h["loss"] for h in res.metrics["history"]]
+    assert losses[-1] < losses[0]
+    assert np.isfinite(res.tweet_vectors).all()
+
+
+def test_sage_beats_random(graph):
+    train, truth = _split_snapshot(graph)
+    m = SageMethod(cache_dir=None, **{**FAST, "epochs": 4}).fit(train, "tweets")
+    assert _recall(m, truth) > 3 * 20 / train.n_tweets
+
+
+def test_same_seed_same_embeddings_on_cpu(snap):
+    p = {**FAST, "epochs": 1, "progress": False, "device": "cpu"}
+    a = fit_lightgcn(snap, "both", params=p)
+    b = fit_lightgcn(snap, "both", params=p)
+    c = fit_lightgcn(snap, "both", params={**p, "seed": 1})
+    np.testing.assert_array_equal(a.user_vectors, b.user_vectors)
+    np.testing.assert_array_equal(a.tweet_vectors, b.tweet_vectors)
+    assert not np.array_equal(a.user_vectors, c.user_vectors)
+    s1 = fit_sage(snap, "tweets", params=p)
+    s2 = fit_sage(snap, "tweets", params=p)
+    np.testing.assert_array_equal(s1.tweet_vectors, s2.tweet_vectors)
+
+
+def test_resume_gives_the_same_result_as_one_run(snap, tmp_path):
+    p = {**FAST, "epochs": 3, "progress": False, "patience": 100}
+    straight = fit_lightgcn(snap, "tweets", params=p)
+    ck = tmp_path / "run.pt"
+    fit_lightgcn(snap, "tweets", params={**p, "epochs": 2}, checkpoint=ck)
+    assert read_checkpoint(ck)["result"]["epochs_run"] == 2
+    resumed = fit_lightgcn(snap, "tweets", params=p, checkpoint=ck, resume=True)
+    assert len(resumed.metrics["history"]) == p["epochs"]
+    np.testing.assert_allclose(resumed.user_vectors, straight.user_vectors, atol=1e-6)
+
+
+def test_corrupt_or_mismatched_checkpoint_is_a_clear_error(snap, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(bad)
+    p = {**FAST, "epochs": 1, "progress": False}
+    ck = tmp_path / "ok.pt"
+    fit_lightgcn(snap, "tweets", params=p, checkpoint=ck)
+    # truncated file
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(ck.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(trunc)
+    # other model settings
+    with pytest.raises(CheckpointError, match="dim"):
+        fit_lightgcn(snap, "tweets", params={**p, "dim": 16}, checkpoint=ck, resume=True)
+    # other data
+    other = generate(150, seed=9).snapshot()
+    with pytest.raises(CheckpointError, match="other data"):
+        fit_lightgcn(other, "tweets", params=p, checkpoint=ck, resume=True)
+    # other model kind
+    with pytest.raises(GraphRecError, match="lightgcn"):
+        fit_sage(snap, "tweets", params=p, init_from=ck)
+
+
+def test_fine_tune_on_a_newer_snapshot(graph, tmp_path):
+    old, _ = _split_snapshot(graph, share=0.3)
+    ck = tmp_path / "old.pt"
+    p = {**FAST, "epochs": 2, "progress": False}
+    fit_lightgcn(old, "tweets", params=p, checkpoint=ck)
+    new = graph.snapshot()
+    res = fit_lightgcn(new, "tweets", params={**p, "epochs": 1}, init_from=ck)
+    assert res.tweet_vectors.shape == (new.n_tweets, 32)
+    assert np.isfinite(res.tweet_vectors).all()
+
+
+# -- inductive ------------------------------------------------------------------------------
+
+
+def test_unseen_tweet_gets_an_embedding_from_its_content(graph):
+    snap = graph.snapshot()
+    res = fit_sage(snap, "tweets", params={**FAST, "epochs": 3, "progress": False})
+    # a new tweet: text of topic 0 words (taken from an existing topic-0 tweet), no author, no engagement
+    topic = graph.tweet_topic
+    src = int(np.flatnonzero(topic == 0)[0])
+    new_id = int(graph.tweet_ids.max()) + 1
+    texts = dict(zip(graph.tweet_ids.tolist(), graph.tweet_texts))
+    texts[new_id] = graph.tweet_texts[src]
+    bigger = build_snapshot(
+        user_ids=graph.user_ids,
+        tweet_ids=np.append(graph.tweet_ids, new_id),
+        follow_src=graph.follow_src,
+        follow_dst=graph.follow_dst,
+        follow_ts=graph.follow_ts,
+        eng_user=graph.eng_user,
+        eng_tweet=graph.eng_tweet,
+        eng_kind=graph.eng_kind,
+        eng_ts=graph.eng_ts,
+        eng_weight=graph.eng_weight,
+        tweet_author=np.append(graph.tweet_author, -1),
+        tweet_created=np.append(graph.tweet_created, 0),
+        tweet_texts=texts,
+    )
+    users, tweets = embed_snapshot_inductive(res, bigger)
+    vec = tweets[bigger.tweet_index([new_id])[0]]
+    assert np.isfinite(vec).all() and np.linalg.norm(vec) > 0
+    # users of the topic's community rank it above the other users (AUC of their scores)
+    scores = users @ vec
+    inside, outside = scores[graph.community == 0], scores[graph.community != 0]
+    auc = (inside[:, None] > outside[None, :]).mean()
+    assert auc > 0.7, auc
+    # known nodes keep the embeddings of the trained model
+    np.testing.assert_allclose(tweets[bigger.tweet_index(graph.tweet_ids)], res.tweet_vectors, atol=1e-4)
+
+
+# -- ranking, artifacts, job ----------------------------------------------------------------
+
+
+def test_recall_and_ndcg_known_answer():
+    truth = sp.csr_matrix(np.array([[0, 1, 0, 1, 0], [1, 0, 0, 0, 0]], np.float32))
+    ids = np.array([[1, 2], [3, 4]])
+    rec, nd = recall_ndcg(ids, truth, np.array([0, 1]), 2)
+    np.testing.assert_allclose(rec, [0.5, 0.0])
+    np.testing.assert_allclose(nd, [1.0 / (1.0 + 1.0 / np.log2(3)), 0.0])
+
+
+def test_topk_excludes_and_pads():
+    u = torch.eye(2)
+    t = torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]])
+    ex = sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 1]], np.float32))
+    ids, scores = topk_scores(u, t, np.array([0, 1]), 4, ex)
+    assert ids.tolist() == [[1, 2, -1, -1], [0, 1, -1, -1]]
+    assert scores.dtype == np.float32 and scores[0, 0] == 0.5
+
+
+def test_method_contract_follows_excludes_self_and_followees(snap):
+    m = LightGCNMethod(cache_dir=None, **{**FAST, "epochs": 1}).fit(snap, "follows")
+    users = np.arange(30)
+    ids, scores = m.recommend(users, 10)
+    assert ids.shape == scores.shape == (30, 10) and ids.dtype == np.int64 and scores.dtype == np.float32
+    excl = exclusion_matrix(snap, "follows")
+    for u, row in zip(users, ids):
+        assert u not in row
+        assert not excl[u, row[row >= 0]].toarray().any()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_method_reuses_a_matching_artifact(snap, tmp_path):
+    p = {**FAST, "epochs": 1}
+    first = LightGCNMethod(cache_dir=str(tmp_path), **p).fit(snap, "tweets")
+    again = LightGCNMethod(cache_dir=str(tmp_path), **p).fit(snap, "tweets")
+    assert first.artifact == again.artifact
+    torch.testing.assert_close(first.user_vectors, again.user_vectors)
+    other = LightGCNMethod(cache_dir=str(tmp_path), **{**p, "dim": 16}).fit(snap, "tweets")
+    assert other.artifact != first.artifact
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(InputError, match="unknown parameter 'dimension'"):
+        LightGCNMethod(dimension=3)
+
+
+def test_artifact_round_trip_and_verification(snap, tmp_path):
+    res = fit_lightgcn(snap, "both", params={**FAST, "epochs": 1, "progress": False})
+    path = save_embeddings(res, snap, tmp_path / "emb")
+    assert (tmp_path / "emb" / "LATEST").read_text().strip() == path.name
+    art = artifacts.load_artifact(tmp_path / "emb", snapshot_id=snap.snapshot_id)
+    np.testing.assert_array_equal(art.user_vectors, res.user_vectors)
+    np.testing.assert_array_equal(art.tweet_vectors, res.tweet_vectors)
+    np.testing.assert_array_equal(art.user_ids, snap.user_ids)
+    assert art.config["model"] == "lightgcn" and art.config["dim"] == 32 and art.config["task"] == "both"
+    assert art.metrics["epochs_run"] == 1
+    assert json.loads((path / "snapshot.json").read_text())["users"] == snap.n_users
+    with pytest.raises(SnapshotError, match="come from snapshot"):
+        artifacts.load_artifact(path, snapshot_id="0000")
+    arr = np.load(path / "user_embeddings.npy")
+    arr[0, 0] += 1
+    np.save(path / "user_embeddings.npy", arr)
+    with pytest.raises(SnapshotError, match="checksum mismatch"):
+        artifacts.load_artifact(path)
+
+
+def test_embed_job_from_snapshot_dir_and_cli(snap, tmp_path):
+    from gnn.cli import main
+
+    snap_dir = snap.save(tmp_path / "snap")
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "embed",
+            "--store",
+            str(snap_dir),
+            "--model",
+            "sage",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--dim",
+            "16",
+            "--param",
+            "val_users=100",
+            "--param",
+            "batch_size=4096",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    art = artifacts.load_artifact(out, snapshot_id=snap.snapshot_id)
+    assert art.config["model"] == "sage" and art.checkpoint is not None
+    # the stored model embeds the same snapshot to the same vectors
+    model = load_sage(out)
+    users, tweets = embed_snapshot_inductive(model, snap)
+    np.testing.assert_allclose(tweets, art.tweet_vectors, atol=1e-5)
+    # fine-tune from the artifact
+    rep = run_embed(
+        snap_dir,
+        "sage",
+        out,
+        task="tweets",
+        params={"epochs": 1, "dim": 16, "val_users": 100},
+        init_from=out,
+        progress=False,
+    )
+    assert rep.metrics["fine_tuned_from"].endswith("checkpoint.pt")
+    assert (
+        main(["embed", "--store", str(tmp_path / "nowhere"), "--model", "lightgcn", "--out", str(out)]) == 2
+    )
