@@ -104,6 +104,27 @@ def _settings_of(res: Embeddings) -> dict:
     return {"model": res.config.get("model", {}), "train": train}
 
 
+def train_embeddings(
+    snap: GraphSnapshot,
+    *,
+    model: str = "lightgcn",
+    task: str = "both",
+    epochs: int | None = None,
+    progress: bool = True,
+    **params,
+) -> Embeddings:
+    """Train embeddings on an in-memory snapshot (no artifact, no store): for demos and notebooks."""
+    from gnn.pipeline import fit_lightgcn, fit_sage
+
+    if model not in MODELS:
+        raise InputError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    if epochs is not None:
+        params["epochs"] = epochs
+    params.setdefault("progress", progress)
+    fit = fit_lightgcn if model == "lightgcn" else fit_sage
+    return fit(snap, task, params=params)
+
+
 def run_embed(
     source: str | Path,
     model: str,

@@ -127,12 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_snapshot(sub)
     _add_demo(sub)
     _add_recommend(sub)
-    try:
-        from evaluation.cli import add_evaluate_parser
-    except ImportError:  # evaluation package not installed in a slim checkout
-        pass
-    else:
-        add_evaluate_parser(sub)
+    from evaluation.cli import add_evaluate_parser
+    from gnn.cli import add_embed_parser
+
+    add_evaluate_parser(sub)
+    add_embed_parser(sub)
     return parser
 
 

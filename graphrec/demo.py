@@ -84,11 +84,12 @@ def run_demo(
     t0 = _step("4. GNN embeddings (LightGCN on PyTorch Geometric)")
     user_vectors = tweet_vectors = None
     try:
-        from gnn.job import train_embeddings
+        from gnn.pipeline import fit_lightgcn
     except ImportError as exc:
         print(f"   skipped: {exc}")
     else:
-        result = train_embeddings(snap, model="lightgcn", epochs=embed_epochs, progress=progress)
+        params = {} if embed_epochs is None else {"epochs": embed_epochs}
+        result = fit_lightgcn(snap, "both", params=params)
         user_vectors, tweet_vectors = result.user_vectors, result.tweet_vectors
         print(
             f"   {user_vectors.shape[1]}-d embeddings for {len(user_vectors):,} users and "

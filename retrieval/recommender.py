@@ -299,7 +299,7 @@ class Recommender:
             contrib = {n: float(v) for n, v in zip(names, shares[:, col].tolist()) if v > 0}
             reason = ""
             if want_reason:
-                best = max(contrib, key=contrib.get) if contrib else "popular"
+                best = _explaining_source(contrib)
                 reason = self._reason(kind, int(idx), t, best)
             target_ids = snap.user_ids if kind == KIND_FOLLOWS else snap.tweet_ids
             out.append(Recommendation(int(target_ids[t]), float(row[t]), contrib, reason))
@@ -357,6 +357,23 @@ class Recommender:
             Recommendation(int(target_ids[t]), float(row[t]), {"popular": float(row[t])}, reason)
             for t in _ranked(row, k).tolist()
         ]
+
+
+#: Sources whose reason says little; a graph source that contributes a fair share explains better.
+_FALLBACK_REASONS = ("embedding", "popular", "recent", "content")
+
+
+def _explaining_source(contrib: dict[str, float]) -> str:
+    """The source to explain a candidate with: the top graph source if it carries >= 30% of the top share."""
+    if not contrib:
+        return "popular"
+    top = max(contrib, key=contrib.get)
+    graph = {n: v for n, v in contrib.items() if n not in _FALLBACK_REASONS}
+    if graph:
+        best_graph = max(graph, key=graph.get)
+        if graph[best_graph] >= 0.3 * contrib[top]:
+            return best_graph
+    return top
 
 
 def _ranked(row: np.ndarray, n: int) -> np.ndarray:

@@ -266,7 +266,7 @@ def bench_coldstart(args) -> None:
     from gnn.pipeline import embed_snapshot_inductive, fit_sage
 
     t0 = time.perf_counter()
-    ds = load_dataset("flickr", args.data_dir)
+    ds = load_dataset(args.dataset, args.data_dir)
     rng = np.random.default_rng(args.seed)
     items = np.asarray(ds.item_ids)
     cold = np.sort(rng.choice(items, size=int(round(0.1 * len(items))), replace=False))
@@ -372,7 +372,9 @@ def bench_coldstart(args) -> None:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"bench_gnn_coldstart_reveal{args.reveal}.json").write_text(json.dumps(report, indent=2))
+    (out / f"bench_gnn_coldstart_{args.dataset}_reveal{args.reveal}.json").write_text(
+        json.dumps(report, indent=2)
+    )
 
 
 def main() -> None:
@@ -391,6 +393,7 @@ def main() -> None:
     ap.add_argument("--reveal", type=int, default=2, help="coldstart: engagements revealed per held-out item")
     ap.add_argument("--epochs", type=int, default=30, help="coldstart: SAGE epochs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dataset", default="flickr", help="coldstart: dataset (default: %(default)s)")
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

