@@ -54,7 +54,7 @@ def add_embed_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, dest="n_layers", help="propagation / message-passing layers")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--batch-size", type=int, help="positives per step")
-    p.add_argument("--loss", choices=["softmax", "bpr"], help="training loss")
+    p.add_argument("--loss", choices=["softmax", "full_softmax", "bpr"], help="training loss")
     p.add_argument(
         "--time-budget",
         type=float,

@@ -190,6 +190,11 @@ def _checkpoint_path(path: str | Path) -> Path:
     return ck
 
 
+def _normalized(train: dict) -> bool:
+    """Whether a run scored by cosine (its vectors are L2-normalised), from its training settings."""
+    return train.get("loss", "softmax") in ("softmax", "full_softmax") and train.get("cosine", True)
+
+
 def load_sage(path: str | Path) -> Embeddings:
     """Rebuild a trained SAGE model from its artifact, for inductive embedding of new nodes
     (:func:`gnn.pipeline.embed_snapshot_inductive`)."""
@@ -227,7 +232,7 @@ def load_sage(path: str | Path) -> Embeddings:
         model_kind="sage",
         task=art.config["task"],
         snapshot_id=art.snapshot_id,
-        config={"normalized": art.config["settings"]["train"].get("loss", "softmax") == "softmax", **cfg},
+        config={"normalized": _normalized(art.config["settings"]["train"]), **cfg},
         metrics=art.metrics,
         model=model,
         extra={

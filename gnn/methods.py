@@ -41,7 +41,10 @@ class _EmbeddingMethod:
         split_params(params)  # unknown or invalid parameters fail here, not after training
         self.params = params
         self.seed = seed
-        self.cache_dir = cache_dir or None
+        # "none" / "" (e.g. `--param cache_dir=none` on the command line) disables the cache
+        self.cache_dir = (
+            None if cache_dir is None or str(cache_dir).lower() in ("", "none", "null") else str(cache_dir)
+        )
         self.threads = threads
         self.user_vectors = self.target_vectors = None
         self.exclude = None

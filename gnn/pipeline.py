@@ -140,7 +140,7 @@ def fit_lightgcn(
         train=[train[r] for r in relations],
         val=[val[r] for r in relations],
         fingerprint=_fingerprint(snap, task, "lightgcn"),
-        normalize=tc.loss == "softmax" and tc.cosine,
+        normalize=tc.loss in ("softmax", "full_softmax") and tc.cosine,
         vocab=_vocab(snap),
     )
     trainer = Trainer(tc)
@@ -288,7 +288,7 @@ def fit_sage(
         train=[train[r] for r in relations],
         val=[val[r] for r in relations],
         fingerprint=_fingerprint(snap, task, "sage"),
-        normalize=tc.loss == "softmax" and tc.cosine,
+        normalize=tc.loss in ("softmax", "full_softmax") and tc.cosine,
         vocab=_vocab(snap),
     )
     prep = time.perf_counter() - t0

@@ -43,7 +43,7 @@ from graph.errors import InputError, SnapshotError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-LOSSES = ("softmax", "bpr")
+LOSSES = ("softmax", "full_softmax", "bpr")
 
 
 class CheckpointError(SnapshotError):
@@ -353,6 +353,8 @@ class Trainer:
     # -- internals -----------------------------------------------------------------
     def _epoch(self, task: EmbeddingTask, opt, samplers, rng: np.random.Generator) -> float:
         cfg = self.config
+        if cfg.loss == "full_softmax":
+            return self._epoch_full(task, opt, rng)
         # one permutation over all relations' positives: (relation, row)
         sizes = [len(p) for p in task.train]
         rel = np.repeat(np.arange(len(sizes)), sizes)
@@ -376,6 +378,63 @@ class Trainer:
             out.backward(emb.grad)
             opt.step()
         return total_loss / max(len(perm), 1)
+
+    def _epoch_full(self, task: EmbeddingTask, opt, rng: np.random.Generator) -> float:
+        """Softmax over every target: steps of whole users (about ``batch_size`` positives each);
+        each positive's softmax runs over itself and all the user's non-positives."""
+        cfg = self.config
+        total_loss, total_pos = 0.0, 0
+        for pairs in task.train:
+            indptr = user_indptr(pairs)
+            deg = np.diff(indptr)
+            users = rng.permutation(np.flatnonzero((deg > 0) & (deg < pairs.n_targets)))
+            if not len(users):
+                continue
+            per_step = max(1, int(round(cfg.batch_size / max(deg[users].mean(), 1.0))))
+            per_chunk = max(1, min(per_step, (cfg.chunk_size * 4096) // max(pairs.n_targets, 1)))
+            for start in range(0, len(users), per_step):
+                step_users = users[start : start + per_step]
+                denom = int(deg[step_users].sum())
+                out = task.forward()
+                emb = out.detach().requires_grad_()
+                for c in range(0, len(step_users), per_chunk):
+                    loss = self._full_loss(emb, pairs, indptr, step_users[c : c + per_chunk], denom)
+                    loss.backward()
+                    total_loss += float(loss.detach()) * denom
+                opt.zero_grad(set_to_none=True)
+                out.backward(emb.grad)
+                opt.step()
+                total_pos += denom
+        return total_loss / max(total_pos, 1)
+
+    def _full_loss(
+        self, emb: torch.Tensor, pairs: PairSet, indptr: np.ndarray, users: np.ndarray, denom: int
+    ):
+        cfg = self.config
+        dev = emb.device
+        lengths = indptr[users + 1] - indptr[users]
+        rows = np.repeat(np.arange(len(users)), lengths)
+        flat = (
+            np.arange(lengths.sum())
+            - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            + np.repeat(indptr[users], lengths)
+        )
+        cols = pairs.targets[flat]
+        u = emb[torch.from_numpy(users).to(dev)]
+        t = emb[pairs.target_offset : pairs.target_offset + pairs.n_targets]
+        if cfg.cosine:
+            u, t = F.normalize(u, dim=1), F.normalize(t, dim=1)
+        logits = u @ t.T
+        if cfg.cosine:
+            logits = logits / cfg.temperature
+        r, c = torch.from_numpy(rows).to(dev), torch.from_numpy(cols).to(dev)
+        pos = logits[r, c]
+        neg = logits.index_put((r, c), torch.tensor(-torch.inf, device=dev))
+        lse = torch.logsumexp(neg, dim=1)
+        loss = F.softplus(lse[r] - pos).sum() / denom
+        if cfg.weight_decay > 0:
+            loss = loss + cfg.weight_decay * 0.5 * (u.pow(2).sum() * lengths.mean()) / denom
+        return loss
 
     def _loss(
         self, emb: torch.Tensor, pairs: PairSet, sampler: NegativeSampler, part: np.ndarray, denom: int

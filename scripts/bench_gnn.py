@@ -82,7 +82,7 @@ def run_fast(args) -> dict:
         model.eval()
         with torch.no_grad():
             e = model()
-        if params.get("loss", "softmax") == "softmax" and params.get("cosine", True):
+        if params.get("loss", "softmax") in ("softmax", "full_softmax") and params.get("cosine", True):
             e = torch.nn.functional.normalize(e, dim=1)
         m = evaluate_embeddings(e[:nu], e[nu:], te, ex, 20)
         point = {

@@ -181,6 +181,15 @@ def test_bpr_loss_trains_too(graph):
     assert np.isfinite(res.tweet_vectors).all()
 
 
+def test_full_softmax_loss_trains_and_beats_random(graph):
+    train, truth = _split_snapshot(graph)
+    res = fit_lightgcn(train, "tweets", params={**FAST, "loss": "full_softmax", "progress": False})
+    losses = [h["loss"] for h in res.metrics["history"]]
+    assert losses[-1] < losses[0]
+    m = LightGCNMethod(cache_dir=None, **{**FAST, "loss": "full_softmax"}).fit(train, "tweets")
+    assert _recall(m, truth) > 3 * 20 / train.n_tweets
+
+
 def test_sage_beats_random(graph):
     train, truth = _split_snapshot(graph)
     m = SageMethod(cache_dir=None, **{**FAST, "epochs": 4}).fit(train, "tweets")
