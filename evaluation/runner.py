@@ -240,8 +240,10 @@ def tune(
     val_max_users: int | None = 10_000,
     select_by: str = "recall",
     progress: bool = False,
+    max_trials: int = 12,
 ) -> dict:
-    """Grid search on the validation split; returns {"best": params, "trials": [...], ...}."""
+    """Search the method's grid on the validation split: every combination when there are at most
+    ``max_trials``, else coordinate ascent over the same values. Returns {"best": params, "trials": [...], ...}."""
     cls = get_method(name)
     fixed = dict(fixed or {})
     val = protocol.val
@@ -259,8 +261,15 @@ def tune(
     base = val.subsample_users(val_max_users, seed)
     if len(base.users) < len(val.users):
         notes.append(f"validation on a seeded sample of {len(base.users):,} of {len(val.users):,} users")
-    trials = []
-    for cfg in configs:
+    key = f"{select_by}@{k}"
+    other = f"ndcg@{k}" if select_by == "recall" else f"recall@{k}"
+    trials: list[dict] = []
+    done: dict[str, dict] = {}
+
+    def trial(cfg: dict) -> dict:
+        cache_key = repr(sorted(cfg.items()))
+        if cache_key in done:
+            return done[cache_key]
         method = make_method(name, cfg, seed=seed)
         t0 = time.perf_counter()
         method.fit(val.train, protocol.task)
@@ -273,20 +282,46 @@ def tune(
             f"recall@{k}": float(em.recall_at_k(hits, n_rel, k).mean()),
             f"ndcg@{k}": float(em.ndcg_at_k(hits, n_rel, k).mean()),
         }
-        trials.append(
-            {
-                "params": method_params(method),
-                "val": vals,
-                "fit_s": round(fit_s, 2),
-                "total_s": round(time.perf_counter() - t0, 2),
-            }
-        )
+        t = {
+            "params": method_params(method),
+            "config": cfg,
+            "val": vals,
+            "fit_s": round(fit_s, 2),
+            "total_s": round(time.perf_counter() - t0, 2),
+        }
+        trials.append(t)
+        done[cache_key] = t
         log.info("tune %s %s: %s (%.1fs)", name, cfg, vals, time.perf_counter() - t0)
-    key = f"{select_by}@{k}"
-    other = f"ndcg@{k}" if select_by == "recall" else f"recall@{k}"
-    best = max(trials, key=lambda t: (t["val"][key], t["val"][other]))
+        return t
+
+    def score(t: dict) -> tuple[float, float]:
+        return (t["val"][key], t["val"][other])
+
+    if len(configs) <= max_trials:
+        search = "grid"
+        for cfg in configs:
+            trial(cfg)
+    else:
+        # Too many combinations to fit each: one-parameter-at-a-time sweeps (coordinate ascent)
+        # over the same values, from the middle of the grid, until a full round changes nothing.
+        search = "coordinate"
+        values = {p: sorted({c[p] for c in configs if p in c}, key=repr) for p in configs[0]}
+        current = {p: v[len(v) // 2] for p, v in values.items()}
+        best_t = trial(current)
+        for _ in range(3):
+            changed = False
+            for p, vs in values.items():
+                for v in vs:
+                    t = trial({**current, p: v})
+                    if score(t) > score(best_t):
+                        best_t, current, changed = t, {**current, p: v}, True
+            if not changed:
+                break
+        notes.append(f"coordinate search over the grid ({len(trials)} of {len(configs)} combinations fitted)")
+    best = max(trials, key=score)
     return {
         "selected_by": f"validation {key}",
+        "search": search,
         "best": best["params"],
         "best_val": best["val"],
         "trials": trials,

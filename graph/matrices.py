@@ -14,8 +14,11 @@ def engagement_matrix(snap: GraphSnapshot, *, binary: bool = True) -> sp.csr_mat
     data = (
         np.ones(snap.n_engagements, np.float32) if binary else np.asarray(snap.eng_user_weights, np.float32)
     )
+    # Copies: scipy's sum_duplicates sorts and compacts index arrays in place, and these
+    # belong to the (immutable, possibly memory-mapped) snapshot.
     m = sp.csr_matrix(
-        (data, np.asarray(snap.eng_user_indices), np.asarray(snap.eng_user_indptr)), shape=(n_u, n_t)
+        (data, np.array(snap.eng_user_indices, copy=True), np.array(snap.eng_user_indptr, copy=True)),
+        shape=(n_u, n_t),
     )
     m.sum_duplicates()  # several kinds on one pair collapse into one entry
     if binary:
@@ -28,5 +31,6 @@ def follow_matrix(snap: GraphSnapshot) -> sp.csr_matrix:
     n = snap.n_users
     data = np.ones(snap.n_follows, np.float32)
     return sp.csr_matrix(
-        (data, np.asarray(snap.follow_out_indices), np.asarray(snap.follow_out_indptr)), shape=(n, n)
+        (data, np.array(snap.follow_out_indices, copy=True), np.array(snap.follow_out_indptr, copy=True)),
+        shape=(n, n),
     )

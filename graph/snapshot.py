@@ -77,6 +77,13 @@ class GraphSnapshot:
     tweet_texts: dict[int, str] = field(default_factory=dict)
     snapshot_id: str = ""
 
+    def __post_init__(self) -> None:
+        # Immutable for real: code that would sort or compact a shared array in place
+        # (scipy's sum_duplicates does) fails loudly instead of corrupting the graph.
+        for a in self.arrays.values():
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+
     def __getattr__(self, name: str) -> np.ndarray:
         arrays = self.__dict__.get("arrays")
         if arrays is not None and name in arrays:

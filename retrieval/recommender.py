@@ -20,6 +20,7 @@ from retrieval import explain
 from retrieval.diversity import cap_exposure_share, cap_per_group, mmr
 from retrieval.filters import FilterOptions, apply_filters
 from retrieval.fusion import fuse
+from retrieval.precomputed import PrecomputedSource
 from retrieval.sources import (
     KIND_FOLLOWS,
     KIND_TWEETS,
@@ -108,7 +109,8 @@ def default_sources(
     if kind == KIND_TWEETS:
         sources: list[Source] = [CoEngagementSource(), PopularitySource(KIND_TWEETS, half_life_days=3.0)]
         if snap.n_tweets <= SPECTRAL_MAX_TWEETS:
-            sources.append(SpectralSource())
+            # The spectral filter is cheap per batch and slow per call: serve its batch-computed lists.
+            sources.append(PrecomputedSource(SpectralSource()))
         if snap.n_follows:
             sources.append(FolloweeEngagementSource())
         if int(np.asarray(snap.tweet_created).max(initial=0)) > 0:

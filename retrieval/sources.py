@@ -174,8 +174,9 @@ class FolloweeEngagementSource(Source):
         if ts.max(initial=0) > 0 and self.half_life_days > 0:
             age = (ts.max() - ts).astype(np.float64) / 86_400.0
             w = (w * np.power(0.5, age / self.half_life_days)).astype(np.float32)
-        self.r = sp.csr_matrix(
-            (w, snap.eng_user_indices, snap.eng_user_indptr), shape=(snap.n_users, snap.n_tweets)
+        self.r = sp.csr_matrix(  # copies: sum_duplicates rewrites index arrays in place
+            (w, np.array(snap.eng_user_indices, copy=True), np.array(snap.eng_user_indptr, copy=True)),
+            shape=(snap.n_users, snap.n_tweets),
         )
         self.r.sum_duplicates()
         f = follow_matrix(snap)

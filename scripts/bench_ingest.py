@@ -39,15 +39,23 @@ from graph.neo4j_store import Neo4jStore  # noqa: E402
 from graph.synthetic import generate, users_for_edges  # noqa: E402
 
 MEASURE_LOAD = """
-import sys, resource, numpy as np
+import sys, numpy as np
 from graph.snapshot import GraphSnapshot
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+
+# Reset the peak (VmHWM) after the imports, so it covers the load only (Linux >= 4.0).
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS:")
 snap = GraphSnapshot.load(sys.argv[1], mmap=sys.argv[2] == "mmap")
 total = 0
 for a in snap.arrays.values():
     total += int(np.asarray(a).sum(dtype=np.float64) != 0)  # touch every page
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(snap.nbytes, (after - before) * 1024)
+print(snap.nbytes, status("VmHWM:") - before)
 """
 
 

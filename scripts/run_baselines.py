@@ -66,7 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default="../shared/datasets")
     p.add_argument("--datasets", default="gowalla,lastfm,flickr,synthetic")
     p.add_argument("--tasks", default="tweets,follows")
-    p.add_argument("--methods", default="", help="comma-separated subset of the baselines (default: all)")
+    p.add_argument(
+        "--methods",
+        default="",
+        help="comma-separated methods (default: every baseline of the task); any registered method "
+        "may be named, e.g. pixie,salsa,ppr,hybrid; those that do not support a task are skipped",
+    )
     p.add_argument("--out", default="results", help="folder for JSON results and report.md")
     p.add_argument("--img-dir", default="docs/img", help="folder for recall@k plots")
     p.add_argument("--k", type=int, default=20)
@@ -105,9 +110,7 @@ def main(argv=None) -> int:
         load_s = time.perf_counter() - t0
         print(f"\n== {label}: {protocol.description} ({len(protocol.test.users):,} test users)", flush=True)
         runs = {}
-        for method in BASELINES[task]:
-            if only and method not in only:
-                continue
+        for method in only or BASELINES[task]:
             path = out_dir / f"{label}-{method}.json"
             if args.skip_existing and path.is_file():
                 print(f"  {method}: kept {path}")

@@ -443,6 +443,21 @@ def test_tuning_picks_the_best_validation_setting(lastfm_tweets, monkeypatch):
     assert res.record["tuned"] and res.record["params"]["k_neighbors"] == t["best"]["k_neighbors"]
 
 
+def test_large_grids_use_coordinate_search(lastfm_tweets, monkeypatch):
+    monkeypatch.setattr(
+        bl.ItemKNNMethod, "param_grid", {"k_neighbors": [5, 50, 100], "shrink": [0.0, 10.0], "alpha": [0.5]}
+    )
+    t = tune("itemknn", lastfm_tweets, k=20, val_max_users=200, max_trials=4)
+    # 3 x 2 x 1 x 2 weightings = 12 combinations; coordinate ascent fits only some of them
+    assert t["search"] == "coordinate" and len(t["trials"]) < 12
+    configs = [repr(sorted(tr["config"].items())) for tr in t["trials"]]
+    assert len(configs) == len(set(configs))  # no combination fitted twice
+    best = max(t["trials"], key=lambda tr: (tr["val"]["recall@20"], tr["val"]["ndcg@20"]))
+    assert t["best"] == best["params"]
+    swept = {tr["config"]["k_neighbors"] for tr in t["trials"]}
+    assert swept == {5, 50, 100}  # every value of every parameter is tried at least once
+
+
 def test_paired_comparison_between_two_runs(lastfm_follows):
     a = evaluate(lastfm_follows, "adamic-adar", k=20, n_boot=50)
     b = evaluate(lastfm_follows, "popular", k=20, n_boot=50)

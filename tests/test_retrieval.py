@@ -153,3 +153,25 @@ def test_second_hop_scores_real_edges_above_random_pairs(graph):
     assert np.mean(true) > np.mean(rand)
     co = CoEngagementSource().fit(snap)
     assert co.scores(users).shape == (len(users), snap.n_tweets)
+
+
+def test_precomputed_source_serves_the_inner_sources_top_lists(graph):
+    from retrieval.precomputed import PrecomputedSource
+    from retrieval.sources import SpectralSource
+    from retrieval.tuning import exclusions
+
+    snap = graph.snapshot()
+    inner = SpectralSource(n_factors=16, sharpen=0.5).fit(snap)
+    pre = PrecomputedSource(SpectralSource(n_factors=16, sharpen=0.5), depth=25, batch_size=64).fit(snap)
+    users = np.arange(0, snap.n_users, 37)
+    exclude = exclusions(snap, "tweets")[users]
+    ref_ids, ref_vals = top_k(inner.scores(users), 25, exclude)
+    got = pre.scores(users)
+    for row in range(len(users)):
+        ok = (ref_ids[row] >= 0) & (ref_vals[row] > 0)
+        assert np.allclose(got[row, ref_ids[row][ok]], ref_vals[row][ok], rtol=1e-5)
+        assert np.count_nonzero(got[row]) == ok.sum()  # nothing outside the top list
+        engaged = exclude[row].indices
+        assert not got[row, engaged].any()  # already engaged tweets never come back
+    with pytest.raises(ValueError, match="depth"):
+        PrecomputedSource(inner, depth=0)
