@@ -37,6 +37,7 @@ from retrieval.sources import (
     Source,
     SpectralSource,
     best_anchor,
+    history_mask,
 )
 
 log = logging.getLogger(__name__)
@@ -297,12 +298,13 @@ class Recommender:
         out = []
         names = list(parts)
         shares = np.stack([parts[n][0, ranked] for n in names]) if names else np.zeros((0, len(ranked)))
+        masks: dict = {}  # per-call history masks, shared by every explained candidate
         for col, t in enumerate(ranked.tolist()):
             contrib = {n: float(v) for n, v in zip(names, shares[:, col].tolist()) if v > 0}
             reason = ""
             if want_reason:
                 best = _explaining_source(contrib)
-                reason = self._reason(kind, int(idx), t, best)
+                reason = self._reason(kind, int(idx), t, best, masks)
             target_ids = snap.user_ids if kind == KIND_FOLLOWS else snap.tweet_ids
             out.append(Recommendation(int(target_ids[t]), float(row[t]), contrib, reason))
         return out
@@ -331,16 +333,20 @@ class Recommender:
             ranked = cap_exposure_share(ranked, group_of_item, share, k)
         return ranked[:k]
 
-    def _reason(self, kind: str, user: int, target: int, source: str) -> str:
+    def _reason(self, kind: str, user: int, target: int, source: str, masks: dict) -> str:
         anchor = -1
         src = self.sources[kind].get(source)
         if kind == KIND_TWEETS:
             co = self.sources[KIND_TWEETS].get("co_engagement")
             if source in ("co_engagement", "spectral", "pixie") and isinstance(co, CoEngagementSource):
-                anchor = co.best_anchor(user, target)
+                if "engaged" not in masks:
+                    masks["engaged"] = history_mask(co.r, user)
+                anchor = co.best_anchor(user, target, masks["engaged"])
             return explain.tweet_reason(self.snap, user, target, source, anchor)
         if source == "co_follow" and isinstance(src, CoFollowSource):
-            anchor = best_anchor(src.f, src.sim_t, user, target)
+            if "followed" not in masks:
+                masks["followed"] = history_mask(src.f, user)
+            anchor = best_anchor(src.f, src.sim_t, user, target, masks["followed"])
         return explain.follow_reason(self.snap, user, target, source, anchor)
 
     def _cold_start(self, kind: str, k: int, filters: FilterOptions) -> list[Recommendation]:

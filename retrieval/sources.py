@@ -140,20 +140,31 @@ class CoEngagementSource(Source):
     def scores(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.r[users] @ self.sim).todense(), dtype=np.float32)
 
-    def best_anchor(self, user: int, target: int) -> int:
+    def best_anchor(self, user: int, target: int, engaged_mask: np.ndarray | None = None) -> int:
         """The tweet the user engaged with that most explains ``target`` (-1 if none)."""
-        return best_anchor(self.r, self.sim_t, user, target)
+        return best_anchor(self.r, self.sim_t, user, target, engaged_mask)
 
 
-def best_anchor(history: sp.csr_matrix, sim_t: sp.csr_matrix, user: int, target: int) -> int:
+def history_mask(history: sp.csr_matrix, user: int) -> np.ndarray:
+    """Boolean mask over columns: those in ``history[user]`` (built once per call, reused per target)."""
+    mask = np.zeros(history.shape[1], bool)
+    mask[history.indices[history.indptr[user] : history.indptr[user + 1]]] = True
+    return mask
+
+
+def best_anchor(
+    history: sp.csr_matrix, sim_t: sp.csr_matrix, user: int, target: int, mask: np.ndarray | None = None
+) -> int:
     """Among the columns of ``history[user]``, the one most similar to ``target`` (-1 if none).
 
-    Reads the raw CSR arrays: this runs once per explained candidate, so no scipy indexing.
+    Reads the raw CSR arrays: this runs once per explained candidate, so no scipy indexing;
+    pass ``mask`` (:func:`history_mask`) when explaining many targets for one user.
     """
-    engaged = history.indices[history.indptr[user] : history.indptr[user + 1]]
+    if mask is None:
+        mask = history_mask(history, user)
     lo, hi = sim_t.indptr[target], sim_t.indptr[target + 1]
     cols, vals = sim_t.indices[lo:hi], sim_t.data[lo:hi]
-    hit = np.isin(cols, engaged, assume_unique=True)
+    hit = mask[cols]
     if not hit.any():
         return -1
     return int(cols[hit][np.argmax(vals[hit])])
