@@ -284,8 +284,33 @@ def pixie_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_th
     return ids[0], scores[0]
 
 
-def _follow_csr(snap: GraphSnapshot) -> tuple[np.ndarray, np.ndarray]:
-    return np.ascontiguousarray(snap.follow_out_indptr), np.ascontiguousarray(snap.follow_out_indices)
+DIRECTIONS = ("out", "undirected")
+
+
+def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray, np.ndarray]:
+    """The follow graph the walks move on: ``out`` (follower -> followee) or ``undirected``
+    (also followee -> follower: being followed by someone is a tie too, as Adamic-Adar's
+    undirected mode assumes)."""
+    if direction == "out":
+        return np.ascontiguousarray(snap.follow_out_indptr), np.ascontiguousarray(snap.follow_out_indices)
+    if direction != "undirected":
+        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    import scipy.sparse as sp
+
+    # Rebuilt per call (a sparse transpose-and-add, milliseconds on flickr): snapshots are
+    # immutable but not hashable, and a cache keyed on id() could outlive its snapshot.
+    n = snap.n_users
+    f = sp.csr_matrix(
+        (
+            np.ones(snap.n_follows, np.float32),
+            np.array(snap.follow_out_indices, copy=True),
+            np.array(snap.follow_out_indptr, copy=True),
+        ),
+        shape=(n, n),
+    )
+    both = (f + f.T).tocsr()
+    both.sort_indices()
+    return both.indptr.astype(np.int64), both.indices.astype(np.int64)
 
 
 def ppr_candidates_batch(
@@ -298,6 +323,7 @@ def ppr_candidates_batch(
     n_iter: int = 30,
     tol: float = 1e-6,
     n_steps: int = 100_000,
+    direction: str = "out",
     seed: int = 0,
     n_walkers: int = 16,
     n_threads: int | None = None,
@@ -306,9 +332,11 @@ def ppr_candidates_batch(
 
     ``mode="power"``: deterministic sparse power iteration (``n_iter``, ``tol``);
     ``mode="montecarlo"``: ``n_steps`` steps of walks with restart (cost independent of
-    the graph size; deterministic for a seed). Scores estimate PPR probabilities."""
-    indptr, indices = _follow_csr(snap)
-    exclude = (indptr, indices)
+    the graph size; deterministic for a seed). Scores estimate PPR probabilities.
+    ``direction``: the graph walked (:func:`_follow_csr`); accounts already followed are
+    always excluded."""
+    indptr, indices = _follow_csr(snap, direction)
+    exclude = _follow_csr(snap, "out")
     if mode == "power":
         ids, scores, _ = walks.ppr_power(
             indptr,
@@ -357,19 +385,20 @@ def salsa_candidates_batch(
     cot_restart: float = 0.3,
     n_steps: int = 50_000,
     restart_prob: float = 0.3,
+    direction: str = "out",
     seed: int = 0,
     n_walkers: int = 16,
     n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Who to follow by SALSA on the user's circle of trust (WTF); see
-    :func:`graph.walks.salsa_walks`."""
-    indptr, indices = _follow_csr(snap)
+    :func:`graph.walks.salsa_walks`. ``direction`` as in :func:`ppr_candidates_batch`."""
+    indptr, indices = _follow_csr(snap, direction)
     ids, scores, _ = walks.salsa_walks(
         indptr,
         indices,
         users,
         k,
-        exclude=(indptr, indices),
+        exclude=_follow_csr(snap, "out"),
         n_hubs=n_hubs,
         cot_steps=cot_steps,
         cot_restart=cot_restart,
@@ -494,7 +523,7 @@ class PPRMethod(_WalkMethod):
     name = "ppr"
     tasks = (TASK_FOLLOWS,)
     _batch = staticmethod(ppr_candidates_batch)
-    param_grid = {"restart_prob": [0.15, 0.3, 0.5]}
+    param_grid = {"restart_prob": [0.15, 0.3, 0.5], "direction": list(DIRECTIONS)}
 
     def __init__(
         self,
@@ -504,17 +533,21 @@ class PPRMethod(_WalkMethod):
         n_iter: int = 30,
         tol: float = 1e-6,
         n_steps: int = 100_000,
+        direction: str = "out",
         seed: int = 0,
         n_threads: int | None = None,
     ):
         if mode not in ("power", "montecarlo"):
             raise InputError(f"mode must be 'power' or 'montecarlo', got {mode!r}")
+        if direction not in DIRECTIONS:
+            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         super().__init__(
             mode=mode,
             restart_prob=restart_prob,
             n_iter=n_iter,
             tol=tol,
             n_steps=n_steps,
+            direction=direction,
             seed=seed,
             n_threads=n_threads,
         )
@@ -526,7 +559,7 @@ class SalsaMethod(_WalkMethod):
     name = "salsa"
     tasks = (TASK_FOLLOWS,)
     _batch = staticmethod(salsa_candidates_batch)
-    param_grid = {"restart_prob": [0.1, 0.3, 0.5], "n_hubs": [50, 200]}
+    param_grid = {"restart_prob": [0.1, 0.3, 0.5], "n_hubs": [50, 200], "direction": list(DIRECTIONS)}
 
     def __init__(
         self,
@@ -536,15 +569,19 @@ class SalsaMethod(_WalkMethod):
         cot_restart: float = 0.3,
         n_steps: int = 50_000,
         restart_prob: float = 0.3,
+        direction: str = "out",
         seed: int = 0,
         n_threads: int | None = None,
     ):
+        if direction not in DIRECTIONS:
+            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         super().__init__(
             n_hubs=n_hubs,
             cot_steps=cot_steps,
             cot_restart=cot_restart,
             n_steps=n_steps,
             restart_prob=restart_prob,
+            direction=direction,
             seed=seed,
             n_threads=n_threads,
         )

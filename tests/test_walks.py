@@ -483,6 +483,29 @@ def test_salsa_matches_reference(seed):
         assert not (set(got[0][u].tolist()) & (followed | {u}))
 
 
+def test_undirected_ppr_walks_both_directions_and_excludes_followed():
+    snap = random_snapshot(5)
+    n = snap.n_users
+    G = nx.Graph()  # undirected: a follow in either direction is a tie
+    G.add_nodes_from(range(n))
+    out = snap.follow_out_indptr
+    for i in range(n):
+        for j in snap.follow_out_indices[out[i] : out[i + 1]]:
+            G.add_edge(i, int(j))  # self-follows stay (one self-loop edge, as in the CSR)
+    u = int(np.argmax(np.diff(out)))
+    expected = nx.pagerank(G.to_directed(), alpha=0.85, personalization={u: 1.0}, tol=1e-13, max_iter=10_000)
+    ids, scores = ws.ppr_candidates(
+        snap, u, n, direction="undirected", restart_prob=0.15, n_iter=2_000, tol=1e-13
+    )
+    followed = set(snap.follow_out_indices[out[u] : out[u + 1]].tolist()) | {u}
+    ok = ids >= 0
+    assert not followed & set(ids[ok].tolist())
+    for i, sc in zip(ids[ok].tolist(), scores[ok].tolist()):
+        assert sc == pytest.approx(expected[i], abs=1e-6)
+    with pytest.raises(InputError, match="direction"):
+        ws.PPRMethod(direction="sideways")
+
+
 def test_salsa_scores_authorities_of_the_circle():
     # 0 follows 1 and 2; both follow 3 and 4; 1 also follows 5. SALSA ranks 3, 4 above 5.
     src = np.array([0, 0, 1, 1, 2, 2, 1])
