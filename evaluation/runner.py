@@ -323,6 +323,7 @@ def tune(
         "selected_by": f"validation {key}",
         "search": search,
         "best": best["params"],
+        "best_config": best["config"],  # the constructor arguments that produced "best"
         "best_val": best["val"],
         "trials": trials,
         "val_users": int(len(base.users)),
@@ -377,7 +378,9 @@ def evaluate(
         tuning = tune(
             name, protocol, k=k, fixed=params, seed=seed, val_max_users=val_max_users, progress=progress
         )
-        params = dict(tuning["best"])
+        # the winning trial's constructor arguments: a method's reported parameters may include
+        # outputs of fitting (e.g. the hybrid's tuned weights) that it does not accept as input
+        params = dict(tuning["best_config"])
     tune_s = time.perf_counter() - t0
 
     method = make_method(name, params, seed=seed)

@@ -223,6 +223,8 @@ class ScoringMethod:
     @classmethod
     def grid(cls, train: GraphSnapshot, task: str) -> list[dict]:
         """The configurations ``--tune`` tries (cartesian product of ``param_grid``)."""
+        if not cls.param_grid:
+            return []  # nothing to tune (not one empty configuration: that would fit the method for nothing)
         keys = list(cls.param_grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(cls.param_grid[k] for k in keys))]
 

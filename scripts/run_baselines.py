@@ -161,7 +161,9 @@ def main(argv=None) -> int:
         if len(runs) > 1:
             best = max(runs, key=lambda n: runs[n].metrics[f"recall@{args.k}"])
             paired = [compare(runs[best], runs[n], k=args.k, seed=args.seed) for n in runs if n != best]
-            (out_dir / f"paired-{label}.json").write_text(json.dumps(paired, indent=2))
+            # a run of chosen methods keeps its own file, so it never replaces the full baseline set's
+            suffix = "" if not only else "-" + "+".join(only)
+            (out_dir / f"paired-{label}{suffix}.json").write_text(json.dumps(paired, indent=2))
     # tables and plots from every result file present (also the kept ones)
     records = [
         json.loads(f.read_text()) for f in sorted(out_dir.glob("*.json")) if not f.name.startswith("paired-")

@@ -458,6 +458,18 @@ def test_large_grids_use_coordinate_search(lastfm_tweets, monkeypatch):
     assert swept == {5, 50, 100}  # every value of every parameter is tried at least once
 
 
+def test_tune_flag_with_a_method_that_tunes_itself(lastfm_follows):
+    # the hybrid declares no grid (it tunes its weights inside fit) and reports fitted weights
+    # among its parameters: --tune must neither refit it for nothing nor feed those back in
+    sources = ("second_hop", "co_follow", "popular")
+    res = evaluate(
+        lastfm_follows, "hybrid", {"sources": sources, "val_users": 300}, k=20, tune_params=True, n_boot=20
+    )
+    assert "nothing to tune" in res.record["tuning"]["note"]
+    assert set(res.record["params"]["tuned_weights"]) <= set(sources)
+    assert res.metrics["recall@20"] > 0
+
+
 def test_paired_comparison_between_two_runs(lastfm_follows):
     a = evaluate(lastfm_follows, "adamic-adar", k=20, n_boot=50)
     b = evaluate(lastfm_follows, "popular", k=20, n_boot=50)
