@@ -290,7 +290,9 @@ DIRECTIONS = ("out", "undirected")
 def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray, np.ndarray]:
     """The follow graph the walks move on: ``out`` (follower -> followee) or ``undirected``
     (also followee -> follower: being followed by someone is a tie too, as Adamic-Adar's
-    undirected mode assumes)."""
+    undirected mode assumes). The walks default to ``undirected``: tuned on validation it wins
+    on flickr's directed graph (SALSA recall@20 0.137 vs 0.081 walking out-edges only) and is
+    the same graph on symmetric ones."""
     if direction == "out":
         return np.ascontiguousarray(snap.follow_out_indptr), np.ascontiguousarray(snap.follow_out_indices)
     if direction != "undirected":
@@ -323,7 +325,7 @@ def ppr_candidates_batch(
     n_iter: int = 30,
     tol: float = 1e-6,
     n_steps: int = 100_000,
-    direction: str = "out",
+    direction: str = "undirected",
     seed: int = 0,
     n_walkers: int = 16,
     n_threads: int | None = None,
@@ -385,7 +387,7 @@ def salsa_candidates_batch(
     cot_restart: float = 0.3,
     n_steps: int = 50_000,
     restart_prob: float = 0.3,
-    direction: str = "out",
+    direction: str = "undirected",
     seed: int = 0,
     n_walkers: int = 16,
     n_threads: int | None = None,
@@ -533,7 +535,7 @@ class PPRMethod(_WalkMethod):
         n_iter: int = 30,
         tol: float = 1e-6,
         n_steps: int = 100_000,
-        direction: str = "out",
+        direction: str = "undirected",
         seed: int = 0,
         n_threads: int | None = None,
     ):
@@ -569,7 +571,7 @@ class SalsaMethod(_WalkMethod):
         cot_restart: float = 0.3,
         n_steps: int = 50_000,
         restart_prob: float = 0.3,
-        direction: str = "out",
+        direction: str = "undirected",
         seed: int = 0,
         n_threads: int | None = None,
     ):
