@@ -51,7 +51,7 @@ def _first_valid(ids: np.ndarray, values: np.ndarray, valid: np.ndarray, univers
     return out
 
 
-def _write_ints(path: Path, header: str, columns: list[np.ndarray], rel_type: str | None = None) -> int:
+def _write_ints(path: Path, header: str, columns: list[np.ndarray]) -> int:
     with open(path, "w", encoding="utf-8") as f:
         f.write(header + "\n")
         lists = [c.tolist() for c in columns]

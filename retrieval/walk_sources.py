@@ -287,6 +287,11 @@ def pixie_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_th
 DIRECTIONS = ("out", "undirected")
 
 
+def _check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+
+
 def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray, np.ndarray]:
     """The follow graph the walks move on: ``out`` (follower -> followee) or ``undirected``
     (also followee -> follower: being followed by someone is a tie too, as Adamic-Adar's
@@ -295,21 +300,12 @@ def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray
     the same graph on symmetric ones."""
     if direction == "out":
         return np.ascontiguousarray(snap.follow_out_indptr), np.ascontiguousarray(snap.follow_out_indices)
-    if direction != "undirected":
-        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    import scipy.sparse as sp
+    _check_direction(direction)
+    from graph.matrices import follow_matrix
 
     # Rebuilt per call (a sparse transpose-and-add, milliseconds on flickr): snapshots are
     # immutable but not hashable, and a cache keyed on id() could outlive its snapshot.
-    n = snap.n_users
-    f = sp.csr_matrix(
-        (
-            np.ones(snap.n_follows, np.float32),
-            np.array(snap.follow_out_indices, copy=True),
-            np.array(snap.follow_out_indptr, copy=True),
-        ),
-        shape=(n, n),
-    )
+    f = follow_matrix(snap)
     both = (f + f.T).tocsr()
     both.sort_indices()
     return both.indptr.astype(np.int64), both.indices.astype(np.int64)
@@ -541,8 +537,7 @@ class PPRMethod(_WalkMethod):
     ):
         if mode not in ("power", "montecarlo"):
             raise InputError(f"mode must be 'power' or 'montecarlo', got {mode!r}")
-        if direction not in DIRECTIONS:
-            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        _check_direction(direction)
         super().__init__(
             mode=mode,
             restart_prob=restart_prob,
@@ -575,8 +570,7 @@ class SalsaMethod(_WalkMethod):
         seed: int = 0,
         n_threads: int | None = None,
     ):
-        if direction not in DIRECTIONS:
-            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        _check_direction(direction)
         super().__init__(
             n_hubs=n_hubs,
             cot_steps=cot_steps,
