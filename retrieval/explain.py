@@ -57,6 +57,8 @@ def tweet_reason(snap: GraphSnapshot, user: int, target: int, source: str, ancho
         if anchor >= 0:
             return f"liked by people who liked {int(snap.tweet_ids[anchor])}"
         return "liked by people with tastes like yours"
+    if source == "similar_users":
+        return "liked by people with tastes like yours"
     if source == "embedding":
         return "similar to tweets you engaged with"
     if source == "content":

@@ -21,7 +21,15 @@ from retrieval.tuning import carve_validation, coordinate_ascent, exclusions, so
 log = logging.getLogger(__name__)
 
 #: Sources per task, by name; ``None`` entries are skipped when the data cannot feed them.
-TWEET_SOURCES = ("spectral", "co_engagement", "followee_engagement", "pixie", "content", "popular")
+TWEET_SOURCES = (
+    "spectral",
+    "co_engagement",
+    "similar_users",
+    "followee_engagement",
+    "pixie",
+    "content",
+    "popular",
+)
 FOLLOW_SOURCES = ("second_hop", "follow_back", "co_follow", "similar_engagers", "ppr", "salsa", "popular")
 
 
@@ -31,6 +39,8 @@ def make_source(name: str, snap: GraphSnapshot, task: str, seed: int):
         return cs.SpectralSource(seed=seed) if snap.n_tweets <= 120_000 else None
     if name == "co_engagement":
         return cs.CoEngagementSource()
+    if name == "similar_users":
+        return cs.SimilarUsersSource() if snap.n_engagements else None
     if name == "followee_engagement":
         return cs.FolloweeEngagementSource() if snap.n_follows else None
     if name == "content":
