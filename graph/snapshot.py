@@ -296,8 +296,7 @@ def _csr_into(
     """Sort edges by (row, col, kind) and store indptr/indices/extra columns."""
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
-    sort_keys = [cols, rows] if kinds is None else [kinds.astype(np.int64), cols, rows]
-    order = np.lexsort(sort_keys) if len(rows) else np.zeros(0, dtype=np.int64)
+    order = _edge_order(rows, cols, n_cols, kinds)
     counts = np.bincount(rows, minlength=n_rows) if len(rows) else np.zeros(n_rows, dtype=np.int64)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -305,7 +304,25 @@ def _csr_into(
     arrays[f"{prefix}_indices"] = cols[order]
     for name, col in extra.items():
         arrays[f"{prefix}_{name}"] = np.asarray(col)[order]
-    del n_cols
+
+
+def _edge_order(rows: np.ndarray, cols: np.ndarray, n_cols: int, kinds: np.ndarray | None) -> np.ndarray:
+    """Permutation sorting edges by (row, col, kind).
+
+    One stable argsort of a packed int64 key is 2-3x faster than ``np.lexsort`` over three
+    keys; the lexsort remains for id spaces too large to pack into 62 bits.
+    """
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    n_kinds = int(kinds.max()) + 1 if kinds is not None and len(kinds) else 1
+    n_rows = int(rows.max()) + 1
+    if n_rows * max(n_cols, 1) * n_kinds < 2**62 and (kinds is None or int(kinds.min()) >= 0):
+        key = rows * max(n_cols, 1) + cols
+        if kinds is not None:
+            key = key * n_kinds + kinds.astype(np.int64)
+        return np.argsort(key, kind="stable")
+    sort_keys = [cols, rows] if kinds is None else [kinds.astype(np.int64), cols, rows]
+    return np.lexsort(sort_keys)
 
 
 def _lookup(vocab: np.ndarray, ids, what: str, strict: bool) -> np.ndarray:
