@@ -198,3 +198,54 @@ def test_similar_users_matches_dense_user_knn_reference(graph):
         assert np.count_nonzero(got[row]) > 0 or not keep.size
     with pytest.raises(GraphRecError, match="k_neighbors"):
         SimilarUsersSource(k_neighbors=0)
+
+
+def test_tune_config_picks_weights_that_beat_every_single_source_on_validation(graph, tmp_path):
+    from retrieval.autotune import tune_config
+    from retrieval.recommender import RecommenderConfig
+
+    snap = graph.snapshot()
+    base = RecommenderConfig()
+    config, report = tune_config(snap, base=base, val_users=300, seed=1)
+    for kind, weights in (("tweets", config.tweet_weights), ("follows", config.follow_weights)):
+        rep = report[kind]
+        assert any(w > 0 for w in rep["weights"].values())
+        assert rep["val_recall@20"] >= max(rep["single_source_val_recall@20"].values())
+        assert {n: weights[n] for n in rep["weights"]} == rep["weights"]
+    # the embedding weight is never tuned (embeddings saw the validation edges)
+    assert config.tweet_weights["embedding"] == base.tweet_weights["embedding"]
+    path = tmp_path / "config.json"
+    config.save(path)
+    assert RecommenderConfig.load(path) == config
+    rec = Recommender(snap, config=config)
+    user = int(snap.user_ids[np.argmax(np.diff(snap.eng_user_indptr))])
+    assert rec.tweet_candidates(user, 5) and rec.who_to_follow(user, 5)
+    with pytest.raises(GraphRecError, match="unknown kind"):
+        tune_config(snap, kinds=["likes"])
+
+
+def test_graphrec_tune_writes_a_config_that_recommend_loads(graph, tmp_path, capsys):
+    from graphrec.cli import main
+
+    snap_dir = tmp_path / "snap"
+    graph.snapshot().save(snap_dir)
+    out = tmp_path / "tuned.json"
+    args = [
+        "tune",
+        "--snapshot",
+        str(snap_dir),
+        "--out",
+        str(out),
+        "--kinds",
+        "follows",
+        "--val-users",
+        "200",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "follows: weights" in printed and out.exists()
+    user = str(int(graph.snapshot().user_ids[0]))
+    assert (
+        main(["recommend", "--snapshot", str(snap_dir), "--config", str(out), "--user", user, "--json"]) == 0
+    )
+    assert main(["tune", "--snapshot", str(snap_dir), "--out", str(out), "--kinds", "nope"]) == 2
