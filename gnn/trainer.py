@@ -60,7 +60,8 @@ class TrainConfig:
     chunk_size: int = 8192
     lr: float = 0.01
     weight_decay: float = 0.0
-    n_negatives: int = 256
+    n_negatives: int = 256  # softmax: size of the shared negative pool
+    bpr_negatives: int = 1  # bpr: negatives per positive (the loss averages over them)
     temperature: float = 0.15
     cosine: bool = True  # softmax over cosine similarities (else raw dot products)
     eval_every: int = 1
@@ -78,7 +79,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if self.loss not in LOSSES:
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("epochs", "batch_size", "chunk_size", "n_negatives", "eval_every", "k"):
+        for name in ("epochs", "batch_size", "chunk_size", "n_negatives", "bpr_negatives", "eval_every", "k"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -455,10 +456,14 @@ class Trainer:
             logits = torch.cat([pos_logit, neg_logit], dim=1)
             loss = (torch.logsumexp(logits, dim=1) - pos_logit[:, 0]).sum() / denom
         else:
-            neg_t = sampler.sample(users, 1)[:, 0]
-            neg = emb[torch.from_numpy(neg_t + pairs.target_offset).to(dev)]
-            diff = (u * pos).sum(dim=1) - (u * neg).sum(dim=1)
-            loss = -F.logsigmoid(diff).sum() / denom
+            # Several negatives per positive give each (costly) propagation more signal; the
+            # loss and the negatives' L2 term average over them, so m = 1 is plain BPR.
+            m = cfg.bpr_negatives
+            neg_t = sampler.sample(users, m)
+            neg = emb[torch.from_numpy(neg_t + pairs.target_offset).to(dev)]  # (B, m, d)
+            diff = (u * pos).sum(dim=1, keepdim=True) - torch.einsum("bd,bmd->bm", u, neg)
+            loss = -F.logsigmoid(diff).mean(dim=1).sum() / denom
+            neg = neg.reshape(-1, neg.shape[-1]) / m**0.5  # so neg.pow(2).sum() averages over m
         if cfg.weight_decay > 0:
             loss = (
                 loss + cfg.weight_decay * 0.5 * (u.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / denom

@@ -181,6 +181,18 @@ def test_bpr_loss_trains_too(graph):
     assert np.isfinite(res.tweet_vectors).all()
 
 
+def test_bpr_with_several_negatives_trains_and_beats_random(graph):
+    train, truth = _split_snapshot(graph)
+    params = {**FAST, "loss": "bpr", "bpr_negatives": 4, "lr": 0.01, "weight_decay": 1e-4}
+    res = fit_lightgcn(train, "tweets", params={**params, "progress": False})
+    losses = [h["loss"] for h in res.metrics["history"]]
+    assert losses[-1] < losses[0]
+    m = LightGCNMethod(cache_dir=None, **params).fit(train, "tweets")
+    assert _recall(m, truth) > 3 * 20 / train.n_tweets
+    with pytest.raises(InputError, match="bpr_negatives"):
+        fit_lightgcn(train, "tweets", params={**params, "bpr_negatives": 0})
+
+
 def test_full_softmax_loss_trains_and_beats_random(graph):
     train, truth = _split_snapshot(graph)
     res = fit_lightgcn(train, "tweets", params={**FAST, "loss": "full_softmax", "progress": False})
