@@ -60,6 +60,9 @@ class TrainConfig:
     chunk_size: int = 8192
     lr: float = 0.01
     weight_decay: float = 0.0
+    # After an evaluation without validation gain the learning rate is multiplied by this
+    # (1.0 keeps it constant): large steps early, smaller ones once validation stalls.
+    plateau_factor: float = 1.0
     n_negatives: int = 256  # softmax: size of the shared negative pool
     bpr_negatives: int = 1  # bpr: negatives per positive (the loss averages over them)
     temperature: float = 0.15
@@ -84,6 +87,8 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.plateau_factor <= 1:
+            raise InputError(f"plateau_factor must be in (0, 1], got {self.plateau_factor}")
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0, got {self.temperature}")
         return self
@@ -308,6 +313,10 @@ class Trainer:
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     stale += 1
+                    if cfg.plateau_factor < 1:
+                        for group in opt.param_groups:  # kept in the optimizer state: resumes exactly
+                            group["lr"] *= cfg.plateau_factor
+                record["lr"] = opt.param_groups[0]["lr"]
             result.history.append(record)
             result.epochs_run, result.train_seconds = epoch + 1, t_train
             log.info("epoch %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))

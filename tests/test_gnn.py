@@ -193,6 +193,21 @@ def test_bpr_with_several_negatives_trains_and_beats_random(graph):
         fit_lightgcn(train, "tweets", params={**params, "bpr_negatives": 0})
 
 
+def test_learning_rate_drops_after_each_evaluation_without_validation_gain(graph):
+    train, _ = _split_snapshot(graph)
+    params = {**FAST, "epochs": 8, "patience": 8, "loss": "bpr", "lr": 0.3, "plateau_factor": 0.5}
+    history = fit_lightgcn(train, "tweets", params={**params, "progress": False}).metrics["history"]
+    best, lr = -1.0, 0.3
+    for record in history:
+        gained = record["val_recall@20"] > best
+        best = max(best, record["val_recall@20"])
+        lr = lr if gained else lr * 0.5
+        assert record["lr"] == pytest.approx(lr)
+    assert history[-1]["lr"] < 0.3  # the schedule did act in this run
+    with pytest.raises(InputError, match="plateau_factor"):
+        fit_lightgcn(train, "tweets", params={**params, "plateau_factor": 0.0})
+
+
 def test_full_softmax_loss_trains_and_beats_random(graph):
     train, truth = _split_snapshot(graph)
     res = fit_lightgcn(train, "tweets", params={**FAST, "loss": "full_softmax", "progress": False})
