@@ -293,6 +293,8 @@ class Recommender:
         unknown = apply_filters(snap, kind, int(idx), row, filters)
         if unknown:
             log.info("ignored %d unknown ids in filters: %s", len(unknown), unknown[:5])
+        if np.count_nonzero(row > 0) < k:
+            self._backfill(kind, row)
         ranked = _ranked(row, max(k * 5, k) if (author_cap or mmr_lambda or share) else k)
         ranked = self._diversify(kind, ranked, row, k, author_cap, mmr_lambda, share, groups)
         out = []
@@ -301,6 +303,8 @@ class Recommender:
         masks: dict = {}  # per-call history masks, shared by every explained candidate
         for col, t in enumerate(ranked.tolist()):
             contrib = {n: float(v) for n, v in zip(names, shares[:, col].tolist()) if v > 0}
+            if not contrib:  # a backfilled target: no source scored it
+                contrib = {"popular": float(row[t])}
             reason = ""
             if want_reason:
                 best = _explaining_source(contrib)
@@ -348,6 +352,17 @@ class Recommender:
                 masks["followed"] = history_mask(src.f, user)
             anchor = best_anchor(src.f, src.sim_t, user, target, masks["followed"])
         return explain.follow_reason(self.snap, user, target, source, anchor)
+
+    def _backfill(self, kind: str, row: np.ndarray) -> None:
+        """The sources found fewer than k targets: rank the other unfiltered targets by popularity,
+        below every sourced one (in place; filtered targets are already -inf and stay so)."""
+        pop = np.asarray(self._cold[kind].pop, dtype=np.float64)
+        fill = (row == 0) & (pop > 0)
+        if not fill.any():
+            return
+        sourced = row[row > 0]
+        floor = float(sourced.min()) if len(sourced) else 1.0
+        row[fill] = 0.5 * floor * pop[fill] / pop[fill].max()
 
     def _cold_start(self, kind: str, k: int, filters: FilterOptions) -> list[Recommendation]:
         row = self._cold[kind].pop.copy()

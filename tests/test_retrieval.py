@@ -249,3 +249,29 @@ def test_graphrec_tune_writes_a_config_that_recommend_loads(graph, tmp_path, cap
         main(["recommend", "--snapshot", str(snap_dir), "--config", str(out), "--user", user, "--json"]) == 0
     )
     assert main(["tune", "--snapshot", str(snap_dir), "--out", str(out), "--kinds", "nope"]) == 2
+
+
+def test_short_lists_are_backfilled_with_popular_targets_that_pass_the_filters(graph):
+    from retrieval.recommender import RecommenderConfig
+
+    snap = graph.snapshot()
+    # follow_back alone finds only the user's unanswered followers: a short list
+    rec = Recommender(snap, config=RecommenderConfig(follow_weights={"follow_back": 1.0}))
+    out_deg = np.diff(snap.follow_out_indptr)
+    user = int(np.argmax(out_deg))
+    uid = int(snap.user_ids[user])
+    blocked = int(snap.user_ids[np.argmax(np.diff(snap.follow_in_indptr))])
+    got = rec.who_to_follow(uid, 20, filters=FilterOptions(blocked=[blocked]))
+    assert len(got) == 20
+    followed = set(
+        snap.user_ids[
+            snap.follow_out_indices[snap.follow_out_indptr[user] : snap.follow_out_indptr[user + 1]]
+        ].tolist()
+    )
+    ids = [r.id for r in got]
+    assert uid not in ids and blocked not in ids and not followed & set(ids)
+    sourced = [r for r in got if "follow_back" in r.sources]
+    filled = [r for r in got if r.sources == {"popular": r.score}]
+    assert filled and len(sourced) + len(filled) == 20
+    assert sourced and min(r.score for r in sourced) > max(r.score for r in filled)
+    assert all(r.reason == "popular account" for r in filled)
