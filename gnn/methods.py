@@ -110,10 +110,16 @@ class _EmbeddingMethod:
 
 
 class LightGCNMethod(_EmbeddingMethod):
-    """LightGCN on the joint user+tweet graph, spectral warm start, fast recipe (see docs/bench_gnn.md)."""
+    """LightGCN on the joint user+tweet graph, spectral warm start, :data:`gnn.pipeline.LIGHTGCN_DEFAULTS`."""
 
     name = "lightgcn"
     model_kind = "lightgcn"
+
+    @classmethod
+    def defaults(cls) -> dict:
+        from gnn.pipeline import LIGHTGCN_DEFAULTS
+
+        return dict(LIGHTGCN_DEFAULTS)
 
     def _fit(self, train: GraphSnapshot, task: str):
         from gnn.pipeline import fit_lightgcn
