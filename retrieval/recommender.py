@@ -155,9 +155,11 @@ class Recommender:
             )
         if follow_sources is None:
             follow_sources = default_sources(snap, KIND_FOLLOWS, user_vectors=user_vectors)
+        # Only sources with a weight are fitted: a tuned config may switch off an expensive one.
+        tw, fw = self.config.tweet_weights, self.config.follow_weights
         self.sources = {
-            KIND_TWEETS: {s.name: s.fit(snap) for s in tweet_sources},
-            KIND_FOLLOWS: {s.name: s.fit(snap) for s in follow_sources},
+            KIND_TWEETS: {s.name: s.fit(snap) for s in tweet_sources if tw.get(s.name)},
+            KIND_FOLLOWS: {s.name: s.fit(snap) for s in follow_sources if fw.get(s.name)},
         }
         self._cold = {
             KIND_TWEETS: PopularitySource(KIND_TWEETS, half_life_days=3.0).fit(snap),

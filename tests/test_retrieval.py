@@ -218,6 +218,11 @@ def test_tune_config_picks_weights_that_beat_every_single_source_on_validation(g
     config.save(path)
     assert RecommenderConfig.load(path) == config
     rec = Recommender(snap, config=config)
+    # sources the tuned config switches off are not fitted (nor served)
+    for kind, weights in (("tweets", config.tweet_weights), ("follows", config.follow_weights)):
+        assert all(weights.get(n) for n in rec.sources[kind])
+        assert set(rec.sources[kind]) >= {n for n, w in report[kind]["weights"].items() if w}
+    assert any(w == 0 for w in report["follows"]["weights"].values())
     user = int(snap.user_ids[np.argmax(np.diff(snap.eng_user_indptr))])
     assert rec.tweet_candidates(user, 5) and rec.who_to_follow(user, 5)
     with pytest.raises(GraphRecError, match="unknown kind"):
