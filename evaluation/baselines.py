@@ -154,14 +154,24 @@ class UserKNNMethod(ScoringMethod):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         p = self.params
-        c = (self.x_[users] @ self.xt_).tocsr()  # batch x all users
-        rows = np.repeat(np.arange(len(users)), np.diff(c.indptr))
-        self_entry = c.indices == users[rows]
-        denom = self.norms_[users][rows] * self.norms_[c.indices] + p["shrink"]
-        c.data = np.where(self_entry, 0.0, c.data / np.maximum(denom, 1e-12)).astype(np.float32)
-        c.eliminate_zeros()
-        neighbours = prune_rows(c, p["k_neighbors"])
+        neighbours = user_neighbours(self.x_, self.xt_, self.norms_, users, p["k_neighbors"], p["shrink"])
         return (neighbours @ self.x_).toarray()
+
+
+def user_neighbours(
+    x: sp.csr_matrix, xt: sp.csr_matrix, norms: np.ndarray, users: np.ndarray, k_neighbors: int, shrink: float
+) -> sp.csr_matrix:
+    """Rows of user-user cosine similarity (``x`` = users x items, ``xt`` its transpose, ``norms``
+    its row norms; ``shrink`` damps pairs with little overlap) for ``users``: the top
+    ``k_neighbors`` of each row, the user themself left out."""
+    users = np.asarray(users, np.int64)
+    c = (x[users] @ xt).tocsr()  # batch x all users: shared items
+    rows = np.repeat(np.arange(len(users)), np.diff(c.indptr))
+    self_entry = c.indices == users[rows]
+    denom = norms[users][rows] * norms[c.indices] + shrink
+    c.data = np.where(self_entry, 0.0, c.data / np.maximum(denom, 1e-12)).astype(np.float32)
+    c.eliminate_zeros()
+    return prune_rows(c, k_neighbors)
 
 
 class _ImplicitMethod(ScoringMethod):

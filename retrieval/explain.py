@@ -53,11 +53,9 @@ def tweet_reason(snap: GraphSnapshot, user: int, target: int, source: str, ancho
         if source == "pixie" and anchor >= 0:
             return f"liked by people who liked {int(snap.tweet_ids[anchor])}"
         return "popular with people near you in the graph"
-    if source in ("co_engagement", "spectral"):
+    if source in ("co_engagement", "spectral", "similar_users"):
         if anchor >= 0:
             return f"liked by people who liked {int(snap.tweet_ids[anchor])}"
-        return "liked by people with tastes like yours"
-    if source == "similar_users":
         return "liked by people with tastes like yours"
     if source == "embedding":
         return "similar to tweets you engaged with"

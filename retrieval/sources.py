@@ -170,14 +170,11 @@ class SimilarUsersSource(Source):
         return self
 
     def neighbours(self, users: np.ndarray) -> sp.csr_matrix:
-        """Rows of user-user similarity for ``users``: top ``k_neighbors`` each, no self-similarity."""
-        users = np.asarray(users, np.int64)
-        c = (self.r[users] @ self.r_t).tocsr()  # batch x all users: shared engagements
-        rows = np.repeat(np.arange(len(users)), np.diff(c.indptr))
-        denom = self.norms[users][rows] * self.norms[c.indices] + self.shrink
-        c.data = np.where(c.indices == users[rows], 0.0, c.data / np.maximum(denom, 1e-12)).astype(np.float32)
-        c.eliminate_zeros()
-        return _topk_sparse(c, self.k_neighbors)
+        """Rows of user-user similarity for ``users``: top ``k_neighbors`` each, no self-similarity
+        (the same neighbours as the ``userknn`` evaluation baseline)."""
+        from evaluation.baselines import user_neighbours
+
+        return user_neighbours(self.r, self.r_t, self.norms, users, self.k_neighbors, self.shrink)
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.neighbours(users) @ self.r).todense(), dtype=np.float32)
