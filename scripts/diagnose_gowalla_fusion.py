@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluation.metrics import hit_matrix, ndcg_at_k, recall_at_k  # noqa: E402
 from evaluation.scoring import top_k_csr  # noqa: E402
 from evaluation.splits import build_protocol  # noqa: E402
 from retrieval import sources as cs  # noqa: E402
@@ -32,17 +33,9 @@ WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
 def recall_ndcg(fused, truth, k: int = 20) -> tuple[float, float]:
     """Mean recall@k and NDCG@k (binary relevance) of fused candidate lists."""
     ids, _ = top_k_csr(fused, k)
-    hits = np.zeros(ids.shape, np.float32)
-    for j in range(k):
-        col = ids[:, j]
-        ok = col >= 0
-        hits[ok, j] = np.asarray(truth[np.flatnonzero(ok), col[ok]]).ravel()
+    hits = hit_matrix(ids, truth)
     n_rel = np.diff(truth.indptr)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    idcg = np.array([disc[: min(n, k)].sum() for n in n_rel])
-    return float((hits.sum(1) / np.maximum(n_rel, 1)).mean()), float(
-        ((hits * disc).sum(1) / np.maximum(idcg, 1e-9)).mean()
-    )
+    return float(recall_at_k(hits, n_rel, k).mean()), float(ndcg_at_k(hits, n_rel, k).mean())
 
 
 def main() -> None:
