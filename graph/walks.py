@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import types as pytypes
 
 import numba
 import numpy as np
@@ -66,6 +67,25 @@ _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
+
+
+class _Kernel:
+    """A ``prange`` kernel compiled twice: parallel, and serial (``prange`` runs as ``range``).
+
+    Calls with a single chunk of work (one query, or one thread) take the serial twin, which
+    never starts numba's threading layer: with GNU OpenMP a process that has started it must
+    not fork, and a pre-fork server (fit once, fork workers that answer one user per call)
+    would otherwise die in its workers on the first walk.
+    """
+
+    def __init__(self, fn):
+        self.parallel = njit(parallel=True, cache=True)(fn)
+        twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"  # its own on-disk cache entry
+        self.serial = njit(cache=True)(twin)
+
+    def pick(self, n_chunks: int):
+        return self.serial if n_chunks <= 1 else self.parallel
 
 
 # ---------------------------------------------------------------------------
@@ -222,7 +242,7 @@ def _can_leave(indptr, prob, alias, node):
     return prob[start] > 0.0 or alias[start] >= 0
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _alias_kernel(indptr, weights, prob, alias):
     n = indptr.shape[0] - 1
     for r in prange(n):
@@ -367,7 +387,7 @@ def _set_marks(mark, node, ex_indptr, ex_indices, ex2_indptr, ex2_indices, self_
 # plain walks (property tests, benchmarks)
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _random_walks_kernel(indptr, indices, prob, alias, starts, length, seed):
     n = starts.shape[0]
     paths = np.full((n, length + 1), -1, dtype=np.int64)
@@ -384,7 +404,7 @@ def _random_walks_kernel(indptr, indices, prob, alias, starts, length, seed):
     return paths
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _alternating_walks_kernel(
     a_indptr, a_indices, a_prob, a_alias, b_indptr, b_indices, b_prob, b_alias, starts, length, seed
 ):
@@ -681,7 +701,7 @@ def _pixie_one(
     return steps
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _pixie_kernel(
     ut_indptr,
     ut_indices,
@@ -837,7 +857,7 @@ def _ppr_mc_walk(
     return n_t, steps, ticks
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _ppr_mc_kernel(
     indptr,
     indices,
@@ -949,7 +969,7 @@ def _ppr_power_one(u, indptr, indices, weights, row_sum, restart_prob, n_iter, t
     return nx_, it
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _ppr_power_kernel(
     indptr,
     indices,
@@ -1140,7 +1160,7 @@ def _salsa_one(
     return n_t, steps
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _salsa_kernel(
     indptr,
     indices,
@@ -1211,7 +1231,7 @@ def _salsa_kernel(
 # friends of friends
 
 
-@njit(parallel=True, cache=True)
+@_Kernel
 def _fof_kernel(indptr, indices, ex_indptr, ex_indices, queries, k, normalize, s_f64, s_i32, s_u8):
     nq = queries.shape[0]
     n_chunks = s_u8.shape[0]
@@ -1309,7 +1329,7 @@ def alias_table(indptr: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
         raise InputError("edge weights must be finite and non-negative")
     prob = np.zeros(w.shape[0], dtype=np.float32)
     alias = np.zeros(w.shape[0], dtype=np.int32)
-    _alias_kernel(indptr, w, prob, alias)
+    _alias_kernel.pick(numba.get_num_threads())(indptr, w, prob, alias)
     return prob, alias
 
 
@@ -1363,10 +1383,12 @@ def random_walks(
 ) -> np.ndarray:
     """Walks of ``length`` steps from each start: (len(starts), length + 1) int64 node
     indices, -1 after a dead end."""
-    _set_threads(n_threads)
+    threads = _set_threads(n_threads)
     starts = _as_queries(starts, len(indptr) - 1, "start node")
     prob, alias = _sampler(sampler, len(indices))
-    return _random_walks_kernel(indptr, indices, prob, alias, starts, int(length), _check_seed(seed))
+    return _random_walks_kernel.pick(_n_chunks(len(starts), threads))(
+        indptr, indices, prob, alias, starts, int(length), _check_seed(seed)
+    )
 
 
 def alternating_walks(
@@ -1384,9 +1406,9 @@ def alternating_walks(
 ) -> np.ndarray:
     """Walks on a bipartite graph: even steps use CSR ``a`` (left -> right), odd steps
     CSR ``b`` (right -> left). Same layout as :func:`random_walks`."""
-    _set_threads(n_threads)
+    threads = _set_threads(n_threads)
     starts = _as_queries(starts, len(a_indptr) - 1, "start node")
-    return _alternating_walks_kernel(
+    return _alternating_walks_kernel.pick(_n_chunks(len(starts), threads))(
         a_indptr,
         a_indices,
         *_sampler(a_sampler, len(a_indices)),
@@ -1460,7 +1482,7 @@ def pixie_walks(
     ex = exclude if exclude is not None else empty_csr(nu)
     ex2 = exclude2 if exclude2 is not None else empty_csr(nu)
     n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
-    return _pixie_kernel(
+    return _pixie_kernel.pick(n_chunks)(
         ut_indptr,
         ut_indices,
         *_sampler(ut_sampler, len(ut_indices)),
@@ -1518,7 +1540,7 @@ def ppr_montecarlo(
         raise InputError(f"n_walkers must be >= 1, got {n_walkers}")
     ex = exclude if exclude is not None else empty_csr(n)
     n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
-    return _ppr_mc_kernel(
+    return _ppr_mc_kernel.pick(n_chunks)(
         indptr,
         indices,
         *_sampler(sampler, len(indices)),
@@ -1572,7 +1594,7 @@ def ppr_power(
         row_sum = np.add.reduceat(np.append(w, 0.0), np.asarray(indptr[:-1])) * (np.diff(indptr) > 0)
     ex = exclude if exclude is not None else empty_csr(n)
     n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
-    return _ppr_power_kernel(
+    return _ppr_power_kernel.pick(n_chunks)(
         indptr,
         indices,
         w,
@@ -1631,7 +1653,7 @@ def salsa_walks(
         raise InputError(f"n_walkers must be >= 1, got {n_walkers}")
     ex = exclude if exclude is not None else empty_csr(n)
     n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
-    return _salsa_kernel(
+    return _salsa_kernel.pick(n_chunks)(
         indptr,
         indices,
         *_sampler(sampler, len(indices)),
@@ -1664,7 +1686,7 @@ def fof_scores(
     k = _check_k(k)
     ex = exclude if exclude is not None else empty_csr(n)
     n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
-    return _fof_kernel(
+    return _fof_kernel.pick(n_chunks)(
         indptr,
         indices,
         ex[0],

@@ -268,6 +268,70 @@ def test_pixie_same_seed_same_candidates_any_thread_count():
     np.testing.assert_array_equal(one[0], a[0][17])
 
 
+@pytest.mark.parametrize(
+    "single,batch,params",
+    [
+        (ws.pixie_candidates, ws.pixie_candidates_batch, dict(n_steps=3_000, seed=3)),
+        (ws.ppr_candidates, ws.ppr_candidates_batch, dict()),
+        (ws.ppr_candidates, ws.ppr_candidates_batch, dict(mode="montecarlo", n_steps=2_000, seed=3)),
+        (ws.salsa_candidates, ws.salsa_candidates_batch, dict(cot_steps=300, n_steps=1_000, seed=3)),
+        (ws.fof_candidates, ws.fof_candidates_batch, dict()),
+    ],
+)
+def test_one_user_calls_use_the_serial_kernel_with_the_same_answer(single, batch, params):
+    """A one-query call runs the serial twin of the parallel kernel: same lists, same scores."""
+    snap = random_snapshot(12, nu=120, nt=150, n_follow=900, n_eng=1_500)
+    users = np.arange(snap.n_users)
+    ids, scores = batch(snap, users, 15, n_threads=2, **params)
+    for u in (0, 7, 55, snap.n_users - 1):
+        one_ids, one_scores = single(snap, int(u), 15, **params)
+        np.testing.assert_array_equal(one_ids, ids[u])
+        np.testing.assert_allclose(one_scores, scores[u], rtol=1e-6)
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_walks import random_snapshot
+from retrieval import walk_sources as ws
+
+snap = random_snapshot(3, nu=80, nt=100, n_follow=500, n_eng=900)
+ws.pixie_candidates_batch(snap, np.arange(snap.n_users), 5, n_steps=2_000, n_threads=2)  # parallel: threads started
+want = ws.pixie_candidates(snap, 4, 5, n_steps=2_000)[0]
+
+def child(q):
+    q.put(ws.pixie_candidates(snap, 4, 5, n_steps=2_000)[0].tolist())
+    q.put(ws.salsa_candidates(snap, 4, 5, cot_steps=200, n_steps=500)[0].tolist())
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+got = q.get(timeout=60)
+q.get(timeout=60)
+p.join(120)
+assert p.exitcode == 0, p.exitcode
+assert got == want.tolist(), (got, want)
+print("ok")
+"""
+
+
+def test_forked_worker_can_serve_single_user_walks(tmp_path):
+    """A pre-fork server fits (parallel kernels), forks, and its workers answer one user per
+    call: with numba's OpenMP layer a parallel kernel in the child aborts the process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    script = tmp_path / "fork_walks.py"
+    script.write_text(FORK_SCRIPT.format(root=root))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
+
+
 def follow_engage_snapshot(follows, engagements, n_users, n_tweets):
     src, dst = (np.array(x, np.int64) for x in zip(*follows)) if follows else (np.zeros(0, np.int64),) * 2
     eu, et = (np.array(x, np.int64) for x in zip(*engagements))
