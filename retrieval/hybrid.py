@@ -56,11 +56,13 @@ def make_source(name: str, snap: GraphSnapshot, task: str, seed: int):
     if name == "similar_engagers":
         return cs.SimilarEngagersSource() if snap.n_engagements else None
     if name in ("pixie", "ppr", "salsa"):
-        return _walk_source(name, snap, seed)
+        return walk_source(name, snap, seed)
     raise ValueError(f"unknown source {name!r}")
 
 
-def _walk_source(name: str, snap: GraphSnapshot, seed: int):
+def walk_source(name: str, snap: GraphSnapshot, seed: int = 0) -> MethodSource | None:
+    """The random-walk source ``pixie`` (tweets), ``ppr`` or ``salsa`` (follows), or None when
+    the snapshot has no edges for it."""
     if name == "pixie" and not snap.n_engagements:
         return None
     if name in ("ppr", "salsa") and not snap.n_follows:

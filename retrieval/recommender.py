@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 MAX_K = 10_000
 #: Catalogue size above which the item-item spectral filter is left out (its matrix grows as n^2).
 SPECTRAL_MAX_TWEETS = 120_000
+#: Snapshots with at most this many users run the random-walk sources for every user at fit
+#: (parallel batch walks, served from memory); larger ones walk per call on one thread.
+WALK_PRECOMPUTE_MAX_USERS = 50_000
 
 
 class UnknownUserError(GraphRecError):
@@ -74,6 +77,7 @@ class RecommenderConfig:
             "co_engagement": 0.3,
             "followee_engagement": 0.3,
             "embedding": 0.5,
+            "pixie": 0.3,
             "content": 0.1,
             "popular": 0.05,
             "recent": 0.02,
@@ -85,6 +89,7 @@ class RecommenderConfig:
             "follow_back": 0.6,
             "co_follow": 0.6,
             "similar_engagers": 0.1,
+            "salsa": 0.3,
             "embedding": 0.3,
             "popular": 0.05,
         }
@@ -118,6 +123,7 @@ def default_sources(
             sources.append(RecencySource())
         if snap.tweet_texts:
             sources.append(ContentSource())
+        sources += _walk_sources(snap, "pixie")
         if user_vectors is not None and tweet_vectors is not None:
             sources.append(EmbeddingSource(user_vectors, tweet_vectors, KIND_TWEETS))
         return sources
@@ -128,9 +134,21 @@ def default_sources(
     )
     if snap.n_follows:
         sources += [SecondHopSource(), FollowBackSource(), CoFollowSource()]
+    sources += _walk_sources(snap, "salsa")
     if user_vectors is not None:
         sources.append(EmbeddingSource(user_vectors, user_vectors, KIND_FOLLOWS))
     return sources
+
+
+def _walk_sources(snap: GraphSnapshot, name: str) -> list[Source]:
+    from retrieval.hybrid import walk_source
+
+    src = walk_source(name, snap)
+    if src is None:
+        return []
+    # A walk costs milliseconds per user: on snapshots of moderate size, walking for everyone
+    # once (in parallel) is cheaper than one walk per call, and keeps each call under a millisecond.
+    return [PrecomputedSource(src) if snap.n_users <= WALK_PRECOMPUTE_MAX_USERS else src]
 
 
 class Recommender:
@@ -405,10 +423,11 @@ def _ranked(row: np.ndarray, n: int) -> np.ndarray:
     """Indices of the ``n`` best finite, positive entries of ``row``, best first (ties by index)."""
     valid = np.flatnonzero(np.isfinite(row) & (row > 0))
     if len(valid) > n:
-        part = np.argpartition(-row[valid], n - 1)[:n]
-        valid = valid[part]
+        # keep every entry tied with the n-th best, so the cut below breaks ties by index too
+        nth = -np.partition(-row[valid], n - 1)[n - 1]
+        valid = valid[row[valid] >= nth]
     order = np.lexsort((valid, -row[valid]))
-    return valid[order]
+    return valid[order][:n]
 
 
 def _check_k(k: int) -> int:

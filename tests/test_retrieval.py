@@ -7,7 +7,7 @@ from graph.synthetic import generate
 from retrieval.diversity import cap_per_group, mmr
 from retrieval.filters import FilterOptions
 from retrieval.fusion import fuse, normalize_rows, reciprocal_ranks
-from retrieval.recommender import MAX_K, Recommender, UnknownUserError
+from retrieval.recommender import MAX_K, Recommender, RecommenderConfig, UnknownUserError
 from retrieval.sources import CoEngagementSource, SecondHopSource, cosine_similarity, top_k
 
 
@@ -202,7 +202,6 @@ def test_similar_users_matches_dense_user_knn_reference(graph):
 
 def test_tune_config_picks_weights_that_beat_every_single_source_on_validation(graph, tmp_path):
     from retrieval.autotune import tune_config
-    from retrieval.recommender import RecommenderConfig
 
     snap = graph.snapshot()
     base = RecommenderConfig()
@@ -257,7 +256,6 @@ def test_graphrec_tune_writes_a_config_that_recommend_loads(graph, tmp_path, cap
 
 
 def test_short_lists_are_backfilled_with_popular_targets_that_pass_the_filters(graph):
-    from retrieval.recommender import RecommenderConfig
 
     snap = graph.snapshot()
     # follow_back alone finds only the user's unanswered followers: a short list
@@ -280,3 +278,40 @@ def test_short_lists_are_backfilled_with_popular_targets_that_pass_the_filters(g
     assert filled and len(sourced) + len(filled) == 20
     assert sourced and min(r.score for r in sourced) > max(r.score for r in filled)
     assert all(r.reason == "popular account" for r in filled)
+
+
+def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monkeypatch):
+    """Pixie (tweets) and SALSA (follows) are API sources; small snapshots walk for every user
+    at fit, large ones per call on one thread: both give the same candidates and reasons."""
+    import retrieval.recommender as recommender
+    from retrieval.precomputed import PrecomputedSource
+
+    snap = graph.snapshot()
+    only_walks = RecommenderConfig(tweet_weights={"pixie": 1.0}, follow_weights={"salsa": 1.0})
+    pre = Recommender(snap, config=only_walks)
+    assert isinstance(pre.sources["tweets"]["pixie"], PrecomputedSource)
+    assert isinstance(pre.sources["follows"]["salsa"], PrecomputedSource)
+    monkeypatch.setattr(recommender, "WALK_PRECOMPUTE_MAX_USERS", 0)
+    live = Recommender(snap, config=only_walks)
+    assert not isinstance(live.sources["tweets"]["pixie"], PrecomputedSource)
+    for user in (1, 40, 333):
+        for call in ("tweet_candidates", "who_to_follow"):
+            a = getattr(pre, call)(user, k=10)
+            b = getattr(live, call)(user, k=10)
+            assert [r.id for r in a] == [r.id for r in b]
+            assert [r.reason for r in a] == [r.reason for r in b]
+            assert [r.score for r in a] == pytest.approx([r.score for r in b])
+            walked = [r for r in a if set(r.sources) == {"pixie" if call == "tweet_candidates" else "salsa"}]
+            assert walked, f"{call}: no candidate came from the walk source for user {user}"
+
+
+def test_ranked_breaks_ties_at_the_cut_by_index():
+    from retrieval.recommender import _ranked
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        row = rng.integers(0, 4, 200).astype(np.float32)  # many ties
+        n = int(rng.integers(1, 60))
+        valid = np.flatnonzero(row > 0)
+        ref = valid[np.lexsort((valid, -row[valid]))][:n]
+        np.testing.assert_array_equal(_ranked(row, n), ref)
