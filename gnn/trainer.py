@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 LOSSES = ("softmax", "full_softmax", "bpr")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class CheckpointError(SnapshotError):
@@ -63,6 +64,9 @@ class TrainConfig:
     # After an evaluation without validation gain the learning rate is multiplied by this
     # (1.0 keeps it constant): large steps early, smaller ones once validation stalls.
     plateau_factor: float = 1.0
+    # "cosine": the learning rate follows lr * (1 + cos(pi * epoch / epochs)) / 2, a function
+    # of the epoch alone (runs and resumes stay reproducible); "constant" leaves it to the above.
+    lr_schedule: str = "constant"
     n_negatives: int = 256  # softmax: size of the shared negative pool
     bpr_negatives: int = 1  # bpr: negatives per positive (the loss averages over them)
     temperature: float = 0.15
@@ -89,6 +93,14 @@ class TrainConfig:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.plateau_factor <= 1:
             raise InputError(f"plateau_factor must be in (0, 1], got {self.plateau_factor}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.lr_schedule != "constant" and self.plateau_factor < 1:
+            raise InputError(
+                "plateau_factor < 1 needs lr_schedule 'constant' (both would set the learning rate)"
+            )
         if not self.temperature > 0:
             raise InputError(f"temperature must be > 0, got {self.temperature}")
         return self
@@ -291,6 +303,9 @@ class Trainer:
         t_train = result.train_seconds
         for epoch in bar:
             t0 = time.perf_counter()
+            if cfg.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
             model.train()
             if task.before_epoch is not None:
                 task.before_epoch(epoch, rng)
@@ -507,7 +522,7 @@ def _stale(result: TrainResult) -> int:
 
 
 def _fmt(v):
-    return f"{v:.4f}" if isinstance(v, float) else v
+    return f"{v:.4g}" if isinstance(v, float) else v  # .4g: a small learning rate is not 0.0000
 
 
 # ---------------------------------------------------------------------------

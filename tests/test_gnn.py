@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -206,6 +207,18 @@ def test_learning_rate_drops_after_each_evaluation_without_validation_gain(graph
     assert history[-1]["lr"] < 0.3  # the schedule did act in this run
     with pytest.raises(InputError, match="plateau_factor"):
         fit_lightgcn(train, "tweets", params={**params, "plateau_factor": 0.0})
+
+
+def test_cosine_schedule_anneals_the_learning_rate_by_epoch(graph):
+    train, _ = _split_snapshot(graph)
+    params = {**FAST, "epochs": 4, "patience": 8, "loss": "bpr", "lr": 0.2, "lr_schedule": "cosine"}
+    history = fit_lightgcn(train, "tweets", params={**params, "progress": False}).metrics["history"]
+    want = [0.2 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [r["lr"] for r in history] == pytest.approx(want)
+    with pytest.raises(InputError, match="lr_schedule"):
+        fit_lightgcn(train, "tweets", params={**params, "lr_schedule": "step"})
+    with pytest.raises(InputError, match="plateau_factor"):
+        fit_lightgcn(train, "tweets", params={**params, "plateau_factor": 0.5})
 
 
 def test_full_softmax_loss_trains_and_beats_random(graph):
