@@ -126,7 +126,7 @@ def _add_tune(sub) -> None:
     p = sub.add_parser(
         "tune",
         help="tune the recommender's source weights on validation data; write a config",
-        description="Fit the recommender's sources on the graph minus 20%% of a sample of users' items and "
+        description="Fit the recommender's sources on the graph minus 20% of a sample of users' items and "
         "pick the fusion weights that recall those items best (gated coordinate ascent). Writes a JSON "
         "config for `graphrec recommend --config` / `Recommender.load(config_path=...)`.",
     )
