@@ -60,7 +60,10 @@ class TrainConfig:
     batch_size: int = 32_768
     chunk_size: int = 8192
     lr: float = 0.01
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 on the embeddings a batch touches (the LightGCN paper's regulariser)
+    # AdamW's decoupled decay of every parameter each step: rows that few batches reach (long-tail
+    # items) shrink instead of keeping whatever Adam's normalised steps gave them.
+    decoupled_weight_decay: float = 0.0
     # After an evaluation without validation gain the learning rate is multiplied by this
     # (1.0 keeps it constant): large steps early, smaller ones once validation stalls.
     plateau_factor: float = 1.0
@@ -89,6 +92,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "chunk_size", "n_negatives", "bpr_negatives", "eval_every", "k"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.decoupled_weight_decay < 0:
+            raise InputError("weight_decay and decoupled_weight_decay must be >= 0")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.plateau_factor <= 1:
@@ -271,7 +276,11 @@ class Trainer:
         seed_everything(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         model = task.model.to(self.device)
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if cfg.decoupled_weight_decay > 0:
+            opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.decoupled_weight_decay)
+        else:
+            opt = torch.optim.Adam(trainable, lr=cfg.lr)
         result = TrainResult()
         best_state: dict | None = None
         start_epoch = 0

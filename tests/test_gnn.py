@@ -221,6 +221,18 @@ def test_cosine_schedule_anneals_the_learning_rate_by_epoch(graph):
         fit_lightgcn(train, "tweets", params={**params, "plateau_factor": 0.5})
 
 
+def test_decoupled_weight_decay_shrinks_the_embedding_table(graph):
+    train, _ = _split_snapshot(graph)
+    params = {**FAST, "epochs": 3, "loss": "bpr", "lr": 0.05, "progress": False}
+    plain = fit_lightgcn(train, "tweets", params=params).model.embedding.detach()
+    decayed = fit_lightgcn(
+        train, "tweets", params={**params, "decoupled_weight_decay": 2.0}
+    ).model.embedding.detach()
+    assert decayed.norm(dim=1).mean() < 0.9 * plain.norm(dim=1).mean()
+    with pytest.raises(InputError, match="decoupled_weight_decay"):
+        fit_lightgcn(train, "tweets", params={**params, "decoupled_weight_decay": -1.0})
+
+
 def test_full_softmax_loss_trains_and_beats_random(graph):
     train, truth = _split_snapshot(graph)
     res = fit_lightgcn(train, "tweets", params={**FAST, "loss": "full_softmax", "progress": False})
