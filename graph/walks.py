@@ -23,6 +23,9 @@ Conventions shared by all kernels
 * Scratch memory: one dense row per thread chunk of size ``n_nodes``, kept zeroed between
   calls and reused (per Python thread), so a single query costs no allocation proportional
   to the graph.
+* Threads: each kernel is compiled twice (:class:`_Kernel`); a call with one chunk of work
+  (a single query, or one thread) runs the serial twin and never starts numba's threading
+  layer, so a server may fork workers after fitting and serve one user per call in them.
 """
 
 from __future__ import annotations
