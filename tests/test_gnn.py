@@ -223,7 +223,14 @@ def test_cosine_schedule_anneals_the_learning_rate_by_epoch(graph):
 
 def test_decoupled_weight_decay_shrinks_the_embedding_table(graph):
     train, _ = _split_snapshot(graph)
-    params = {**FAST, "epochs": 3, "loss": "bpr", "lr": 0.05, "progress": False, "decoupled_weight_decay": 0.0}
+    params = {
+        **FAST,
+        "epochs": 3,
+        "loss": "bpr",
+        "lr": 0.05,
+        "progress": False,
+        "decoupled_weight_decay": 0.0,
+    }
     plain = fit_lightgcn(train, "tweets", params=params).model.embedding.detach()
     decayed = fit_lightgcn(
         train, "tweets", params={**params, "decoupled_weight_decay": 2.0}
