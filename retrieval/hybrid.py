@@ -1,9 +1,11 @@
 """The hybrid candidate generator as an evaluation method (``--method hybrid``).
 
-Graph-neighbour sources, the training-free spectral filter (BSPM), random walks and, when
-an embedding model is available, GNN embeddings, fused by weights tuned on validation data
-carved from the training graph. Each source contributes its top-``depth`` candidates,
-normalised per user, as candidate generation does in production.
+Graph-neighbour sources, the training-free spectral filter (BSPM), random walks, content and
+popularity, fused by weights tuned on validation data carved from the training graph. Each
+source contributes its top-``depth`` candidates, normalised per user, as candidate generation
+does in production. GNN embeddings are not among them: they would be trained on the edges the
+validation carve holds out and so be overrated by the tuning (the serving ``Recommender``
+keeps their weight fixed for the same reason).
 """
 
 from __future__ import annotations
