@@ -3,9 +3,9 @@
 Graph-neighbour sources, the training-free spectral filter (BSPM), random walks, content and
 popularity, fused by weights tuned on validation data carved from the training graph. Each
 source contributes its top-``depth`` candidates, normalised per user, as candidate generation
-does in production. GNN embeddings are not among them: they would be trained on the edges the
-validation carve holds out and so be overrated by the tuning (the serving ``Recommender``
-keeps their weight fixed for the same reason).
+does in production. GNN embeddings are not among its sources: tuning them fairly would mean
+training the GNN twice (on the carve, then on the whole graph). The serving ``Recommender``
+takes trained embeddings as a source with a fixed weight.
 """
 
 from __future__ import annotations
