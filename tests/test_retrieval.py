@@ -36,6 +36,24 @@ def test_top_k_matches_full_sort_reference():
     assert (ids == ref).all()
 
 
+def test_top_k_breaks_ties_at_the_cut_by_index():
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 4, (50, 200)).astype(np.float32)  # many ties at every cut
+    ids, vals = top_k(scores, 30)
+    for row, got, got_vals in zip(scores, ids, vals):
+        valid = np.flatnonzero(row > 0)
+        ref = valid[np.lexsort((valid, -row[valid]))][:30]
+        np.testing.assert_array_equal(got[: len(ref)], ref)
+        assert (got[len(ref) :] == -1).all() and (got_vals[len(ref) :] == 0).all()
+
+
+def test_cosine_keeps_the_lowest_columns_among_ties_at_the_cut():
+    m = sp.csr_matrix(np.ones((3, 8), np.float32))  # every pair of columns has cosine 1
+    sim = cosine_similarity(m, k=3)
+    for c in range(8):
+        assert sim[c].indices.tolist() == [j for j in range(8) if j != c][:3]
+
+
 def test_cosine_matches_dense_reference():
     rng = np.random.default_rng(1)
     m = sp.csr_matrix((rng.random((40, 15)) < 0.3).astype(np.float32))
@@ -177,27 +195,37 @@ def test_precomputed_source_serves_the_inner_sources_top_lists(graph):
         PrecomputedSource(inner, depth=0)
 
 
-def test_similar_users_matches_dense_user_knn_reference(graph):
-    """User-based kNN through sparse products equals the dense loop it replaces."""
+@pytest.mark.parametrize("follow_weight", [0.0, 1.5])
+def test_similar_users_matches_dense_user_knn_reference(graph, follow_weight):
+    """User-based kNN through sparse products equals the dense loop it replaces; with a follow
+    weight, users are compared on engagements plus their undirected follow neighbourhood."""
+    from graph.matrices import follow_matrix
     from retrieval.sources import SimilarUsersSource
 
     snap = graph.snapshot()
-    src = SimilarUsersSource(k_neighbors=5, shrink=2.0).fit(snap)
+    src = SimilarUsersSource(k_neighbors=5, shrink=2.0, follow_weight=follow_weight).fit(snap)
     users = np.arange(0, snap.n_users, 53)
     got = src.scores(users)
     r = src.r.toarray().astype(np.float64)
-    norms = np.sqrt((r * r).sum(1))
+    f = follow_matrix(snap).toarray()
+    profile = np.hstack([r, follow_weight * ((f + f.T) > 0)])
+    norms = np.sqrt((profile * profile).sum(1))
+    changed = 0
     for row, u in enumerate(users):
-        sim = (r @ r[u]) / (norms * norms[u] + 2.0)
+        sim = (profile @ profile[u]) / (norms * norms[u] + 2.0)
         sim[u] = 0.0
         order = np.lexsort((np.arange(len(sim)), -sim))[:5]
         keep = order[sim[order] > 0]
         ref = sim[keep] @ r[keep]
-        # ties at the 5th neighbour may be broken either way; the scored mass must agree
-        assert got[row].sum() == pytest.approx(ref.sum(), rel=1e-4)
-        assert np.count_nonzero(got[row]) > 0 or not keep.size
+        np.testing.assert_allclose(got[row], ref, rtol=1e-4, atol=1e-6)
+        plain = (r @ r[u]) / (np.sqrt((r * r).sum(1)) * np.sqrt(r[u] @ r[u]) + 2.0)
+        plain[u] = 0.0
+        changed += not np.array_equal(np.sort(keep), np.sort(np.lexsort((np.arange(len(plain)), -plain))[:5]))
+    assert (changed > 0) == (follow_weight > 0)  # the follow graph does change who the neighbours are
     with pytest.raises(GraphRecError, match="k_neighbors"):
         SimilarUsersSource(k_neighbors=0)
+    with pytest.raises(GraphRecError, match="follow_weight"):
+        SimilarUsersSource(follow_weight=-1.0)
 
 
 def test_tune_config_picks_weights_that_beat_every_single_source_on_validation(graph, tmp_path):
