@@ -43,8 +43,24 @@ def follow_reason(snap: GraphSnapshot, user: int, target: int, source: str, anch
     return f"suggested by {source}"
 
 
-def tweet_reason(snap: GraphSnapshot, user: int, target: int, source: str, anchor: int = -1) -> str:
-    """Why ``target`` (dense tweet index) is suggested to ``user``."""
+def tweet_reason(
+    snap: GraphSnapshot,
+    user: int,
+    target: int,
+    source: str,
+    anchor: int = -1,
+    peers: np.ndarray | None = None,
+) -> str:
+    """Why ``target`` (dense tweet index) is suggested to ``user``.
+
+    ``anchor``: the user's engaged tweet most like ``target``; ``peers``: the user's most similar
+    users, most similar first (``similar_users``).
+    """
+    if source == "similar_users" and peers is not None:
+        engagers = snap.eng_tweet_indices[snap.eng_tweet_indptr[target] : snap.eng_tweet_indptr[target + 1]]
+        via = peers[np.isin(peers, engagers)]
+        if len(via):
+            return f"liked by {_names(snap, via)}, whose tastes match yours"
     if source in ("followee_engagement", "pixie"):
         engagers = snap.eng_tweet_indices[snap.eng_tweet_indptr[target] : snap.eng_tweet_indptr[target + 1]]
         via = np.intersect1d(_followees(snap, user), engagers)

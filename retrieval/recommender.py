@@ -34,6 +34,7 @@ from retrieval.sources import (
     RecencySource,
     SecondHopSource,
     SimilarEngagersSource,
+    SimilarUsersSource,
     Source,
     SpectralSource,
     best_anchor,
@@ -76,6 +77,7 @@ class RecommenderConfig:
             "spectral": 1.0,
             "co_engagement": 0.3,
             "followee_engagement": 0.3,
+            "similar_users": 0.3,
             "embedding": 0.5,
             "pixie": 0.3,
             "content": 0.1,
@@ -119,6 +121,8 @@ def default_sources(
             sources.append(PrecomputedSource(SpectralSource()))
         if snap.n_follows:
             sources.append(FolloweeEngagementSource())
+        if snap.n_engagements:
+            sources.append(SimilarUsersSource())
         if int(np.asarray(snap.tweet_created).max(initial=0)) > 0:
             sources.append(RecencySource())
         if snap.tweet_texts:
@@ -366,7 +370,13 @@ class Recommender:
                 if "engaged" not in masks:
                     masks["engaged"] = history_mask(co.r, user)
                 anchor = co.best_anchor(user, target, masks["engaged"])
-            return explain.tweet_reason(self.snap, user, target, source, anchor)
+            peers = None
+            if source == "similar_users" and isinstance(src, SimilarUsersSource):
+                if "peers" not in masks:  # once per call: the user's neighbours, most similar first
+                    nb = src.neighbours(np.array([user]))
+                    masks["peers"] = nb.indices[np.lexsort((nb.indices, -nb.data))]
+                peers = masks["peers"]
+            return explain.tweet_reason(self.snap, user, target, source, anchor, peers)
         if source == "co_follow" and isinstance(src, CoFollowSource):
             if "followed" not in masks:
                 masks["followed"] = history_mask(src.f, user)

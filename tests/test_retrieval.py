@@ -130,6 +130,29 @@ def test_tweet_candidates_filters(rec):
     assert all(snap.tweet_created[snap.tweet_index([r.id])[0]] >= newest - 86400 for r in fresh)
 
 
+def test_similar_users_reasons_name_peers_who_engaged(graph):
+    from retrieval.recommender import RecommenderConfig
+    from retrieval.sources import SimilarUsersSource
+
+    snap = graph.snapshot()
+    rec = Recommender(snap, config=RecommenderConfig(tweet_weights={"similar_users": 1.0}))
+    user = int(np.argmax(np.diff(snap.eng_user_indptr)))
+    peers = set(SimilarUsersSource().fit(snap).neighbours(np.array([user])).indices.tolist())
+    by_name = {f"@{int(snap.user_ids[p])}": p for p in peers}
+    named = 0
+    for r in rec.tweet_candidates(int(snap.user_ids[user]), k=20):
+        assert r.sources.keys() <= {"similar_users", "popular"}
+        if not r.reason.startswith("liked by @"):
+            continue
+        t = snap.tweet_index([r.id])[0]
+        engagers = set(snap.eng_tweet_indices[snap.eng_tweet_indptr[t] : snap.eng_tweet_indptr[t + 1]].tolist())
+        for name in r.reason.removeprefix("liked by ").split(",")[0].split(" and "):
+            if name.startswith("@"):
+                assert by_name[name] in engagers  # a neighbour of the user who engaged with it
+                named += 1
+    assert named > 0
+
+
 def test_unknown_user_cold_start_or_strict(rec):
     out = rec.tweet_candidates(10**15, k=5)
     assert len(out) == 5 and all("new here" in r.reason for r in out)
