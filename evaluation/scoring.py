@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from evaluation.tasks import check_task, exclusion_matrix, n_items
 from graph.errors import InputError
+from graph.kernels import TwinKernel
 from graph.snapshot import GraphSnapshot
 
 log = logging.getLogger(__name__)
@@ -112,14 +113,14 @@ def _sift_down(hs, hi, size, v, c) -> None:
     hi[j] = c
 
 
-@njit(cache=True, parallel=True)
+@TwinKernel
 def _top_k_dense(scores, k, out_ids, out_vals) -> None:
     cols = np.arange(scores.shape[1])
     for r in prange(scores.shape[0]):
         _heap_select(scores[r], cols, k, out_ids[r], out_vals[r])
 
 
-@njit(cache=True, parallel=True)
+@TwinKernel
 def _top_k_csr(indptr, indices, data, k, out_ids, out_vals) -> None:
     for r in prange(len(indptr) - 1):
         lo, hi = indptr[r], indptr[r + 1]
@@ -139,7 +140,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.full((scores.shape[0], k), -1, dtype=np.int64)
     vals = np.full((scores.shape[0], k), -np.inf, dtype=np.float32)
     if k > 0 and scores.size:
-        _top_k_dense(scores, k, ids, vals)
+        _top_k_dense.pick(scores.shape[0])(scores, k, ids, vals)  # one row: fork-safe serial twin
     return ids, vals
 
 
@@ -149,7 +150,9 @@ def top_k_csr(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.full((m.shape[0], k), -1, dtype=np.int64)
     vals = np.full((m.shape[0], k), -np.inf, dtype=np.float32)
     if k > 0 and m.shape[0]:
-        _top_k_csr(m.indptr.astype(np.int64), m.indices, m.data.astype(np.float32), k, ids, vals)
+        _top_k_csr.pick(m.shape[0])(
+            m.indptr.astype(np.int64), m.indices, m.data.astype(np.float32), k, ids, vals
+        )
     return ids, vals
 
 

@@ -72,6 +72,10 @@ class TrainConfig:
     lr_schedule: str = "constant"
     n_negatives: int = 256  # softmax: size of the shared negative pool
     bpr_negatives: int = 1  # bpr: negatives per positive (the loss averages over them)
+    # bpr: each negative is the best-scoring of this many uniform draws (dynamic negative
+    # sampling, Zhang et al. SIGIR 2013); 1 keeps uniform negatives. Hard negatives carry more
+    # gradient per (costly) propagation than uniform ones, most of which the model already ranks low.
+    hard_negative_candidates: int = 1
     temperature: float = 0.15
     cosine: bool = True  # softmax over cosine similarities (else raw dot products)
     eval_every: int = 1
@@ -89,7 +93,16 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if self.loss not in LOSSES:
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("epochs", "batch_size", "chunk_size", "n_negatives", "bpr_negatives", "eval_every", "k"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "chunk_size",
+            "n_negatives",
+            "bpr_negatives",
+            "hard_negative_candidates",
+            "eval_every",
+            "k",
+        ):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.weight_decay < 0 or self.decoupled_weight_decay < 0:
@@ -130,6 +143,13 @@ def seed_everything(seed: int) -> None:
 
 # ---------------------------------------------------------------------------
 # negative sampling
+
+
+def hardest_of(scores: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
+    """Per ``(row, slot)``, the candidate with the highest score: ``candidates`` and ``scores``
+    are ``(B, m, c)``; returns ``(B, m)`` (ties: the first candidate)."""
+    best = scores.argmax(dim=2).cpu().numpy()
+    return np.take_along_axis(candidates, best[:, :, None], axis=2)[:, :, 0]
 
 
 class NegativeSampler:
@@ -492,7 +512,7 @@ class Trainer:
             # Several negatives per positive give each (costly) propagation more signal; the
             # loss and the negatives' L2 term average over them, so m = 1 is plain BPR.
             m = cfg.bpr_negatives
-            neg_t = sampler.sample(users, m)
+            neg_t = self._bpr_negatives(emb, u, pairs, sampler, users, m)
             neg = emb[torch.from_numpy(neg_t + pairs.target_offset).to(dev)]  # (B, m, d)
             diff = (u * pos).sum(dim=1, keepdim=True) - torch.einsum("bd,bmd->bm", u, neg)
             loss = -F.logsigmoid(diff).mean(dim=1).sum() / denom
@@ -502,6 +522,18 @@ class Trainer:
                 loss + cfg.weight_decay * 0.5 * (u.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / denom
             )
         return loss
+
+    def _bpr_negatives(self, emb, u, pairs: PairSet, sampler: NegativeSampler, users: np.ndarray, m: int):
+        """``(B, m)`` negatives: uniform, or the hardest of ``hard_negative_candidates`` draws each
+        (scored with the step's embeddings; never a training positive either way)."""
+        c = self.config.hard_negative_candidates
+        if c == 1:
+            return sampler.sample(users, m)
+        cand = sampler.sample(users, m * c).reshape(len(users), m, c)
+        with torch.no_grad():
+            ce = emb[torch.from_numpy(cand.reshape(len(users), -1) + pairs.target_offset).to(emb.device)]
+            scores = torch.einsum("bd,bkd->bk", u.detach(), ce).reshape(len(users), m, c)
+        return hardest_of(scores, cand)
 
 
 def embed(task: EmbeddingTask, *, eval_mode: bool = True) -> torch.Tensor:

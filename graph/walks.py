@@ -23,7 +23,7 @@ Conventions shared by all kernels
 * Scratch memory: one dense row per thread chunk of size ``n_nodes``, kept zeroed between
   calls and reused (per Python thread), so a single query costs no allocation proportional
   to the graph.
-* Threads: each kernel is compiled twice (:class:`_Kernel`); a call with one chunk of work
+* Threads: each kernel is compiled twice (:class:`graph.kernels.TwinKernel`); a call with one chunk of work
   (a single query, or one thread) runs the serial twin and never starts numba's threading
   layer, so a server may fork workers after fitting and serve one user per call in them.
 """
@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import types as pytypes
 
 import numba
 import numpy as np
@@ -43,6 +42,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from graph.errors import InputError
+from graph.kernels import TwinKernel
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +70,6 @@ _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
-
-
-class _Kernel:
-    """A ``prange`` kernel compiled twice: parallel, and serial (``prange`` runs as ``range``).
-
-    Calls with a single chunk of work (one query, or one thread) take the serial twin, which
-    never starts numba's threading layer: with GNU OpenMP a process that has started it must
-    not fork, and a pre-fork server (fit once, fork workers that answer one user per call)
-    would otherwise die in its workers on the first walk.
-    """
-
-    def __init__(self, fn):
-        self.parallel = njit(parallel=True, cache=True)(fn)
-        twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__)
-        twin.__qualname__ = fn.__qualname__ + "_serial"  # its own on-disk cache entry
-        self.serial = njit(cache=True)(twin)
-
-    def pick(self, n_chunks: int):
-        return self.serial if n_chunks <= 1 else self.parallel
 
 
 # ---------------------------------------------------------------------------
@@ -245,7 +226,7 @@ def _can_leave(indptr, prob, alias, node):
     return prob[start] > 0.0 or alias[start] >= 0
 
 
-@_Kernel
+@TwinKernel
 def _alias_kernel(indptr, weights, prob, alias):
     n = indptr.shape[0] - 1
     for r in prange(n):
@@ -390,7 +371,7 @@ def _set_marks(mark, node, ex_indptr, ex_indices, ex2_indptr, ex2_indices, self_
 # plain walks (property tests, benchmarks)
 
 
-@_Kernel
+@TwinKernel
 def _random_walks_kernel(indptr, indices, prob, alias, starts, length, seed):
     n = starts.shape[0]
     paths = np.full((n, length + 1), -1, dtype=np.int64)
@@ -407,7 +388,7 @@ def _random_walks_kernel(indptr, indices, prob, alias, starts, length, seed):
     return paths
 
 
-@_Kernel
+@TwinKernel
 def _alternating_walks_kernel(
     a_indptr, a_indices, a_prob, a_alias, b_indptr, b_indices, b_prob, b_alias, starts, length, seed
 ):
@@ -704,7 +685,7 @@ def _pixie_one(
     return steps
 
 
-@_Kernel
+@TwinKernel
 def _pixie_kernel(
     ut_indptr,
     ut_indices,
@@ -860,7 +841,7 @@ def _ppr_mc_walk(
     return n_t, steps, ticks
 
 
-@_Kernel
+@TwinKernel
 def _ppr_mc_kernel(
     indptr,
     indices,
@@ -972,7 +953,7 @@ def _ppr_power_one(u, indptr, indices, weights, row_sum, restart_prob, n_iter, t
     return nx_, it
 
 
-@_Kernel
+@TwinKernel
 def _ppr_power_kernel(
     indptr,
     indices,
@@ -1163,7 +1144,7 @@ def _salsa_one(
     return n_t, steps
 
 
-@_Kernel
+@TwinKernel
 def _salsa_kernel(
     indptr,
     indices,
@@ -1234,7 +1215,7 @@ def _salsa_kernel(
 # friends of friends
 
 
-@_Kernel
+@TwinKernel
 def _fof_kernel(indptr, indices, ex_indptr, ex_indices, queries, k, normalize, s_f64, s_i32, s_u8):
     nq = queries.shape[0]
     n_chunks = s_u8.shape[0]

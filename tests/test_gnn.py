@@ -17,7 +17,7 @@ from gnn.methods import LightGCNMethod, SageMethod
 from gnn.models import Propagation, _Propagate, spectral_init
 from gnn.pipeline import embed_snapshot_inductive, fit_lightgcn, fit_sage
 from gnn.ranking import recall_ndcg, topk_scores
-from gnn.trainer import CheckpointError, NegativeSampler, read_checkpoint
+from gnn.trainer import CheckpointError, NegativeSampler, TrainConfig, read_checkpoint
 from graph.errors import GraphRecError, InputError, SnapshotError
 from graph.snapshot import build_snapshot
 from graph.synthetic import generate
@@ -99,6 +99,33 @@ def test_negative_sampler_never_returns_a_positive():
     pool, mask = sampler.pool(users[:200], 10)
     assert len(np.unique(pool)) == len(pool)
     np.testing.assert_array_equal(mask, dense[users[:200, None], pool[None, :]])
+
+
+def test_hard_negatives_are_the_best_scoring_candidates_and_never_positives():
+    from gnn.trainer import Trainer, hardest_of
+
+    scores = torch.tensor([[[0.1, 0.9, 0.3], [2.0, -1.0, 2.0]]])
+    cand = np.array([[[7, 8, 9], [4, 5, 6]]])
+    assert hardest_of(scores, cand).tolist() == [[8, 4]]  # ties: the first candidate
+
+    rng = np.random.default_rng(0)
+    dense = rng.random((40, 30)) < 0.3
+    dense[:, :3] = False
+    pairs = PairSet.from_matrix("tweets", sp.csr_matrix(dense.astype(np.float32)), 40)
+    emb = torch.randn(70, 8, generator=torch.Generator().manual_seed(0))
+    users = np.repeat(np.arange(40), 25)
+    u = emb[torch.from_numpy(users)]
+
+    def negatives(c):
+        trainer = Trainer(loss="bpr", hard_negative_candidates=c)
+        sampler = NegativeSampler(pairs, np.random.default_rng(1))
+        neg = trainer._bpr_negatives(emb, u, pairs, sampler, users, 2)
+        assert neg.shape == (len(users), 2) and not dense[users[:, None], neg].any()
+        return float(torch.einsum("bd,bmd->bm", u, emb[torch.from_numpy(neg + 40)]).mean())
+
+    assert negatives(8) > negatives(1) + 0.5  # harder: scored well above uniform draws
+    with pytest.raises(InputError, match="hard_negative_candidates"):
+        TrainConfig(hard_negative_candidates=0).validate()
 
 
 def test_sampler_rejects_users_without_negatives():

@@ -366,3 +366,47 @@ def test_ranked_breaks_ties_at_the_cut_by_index():
         valid = np.flatnonzero(row > 0)
         ref = valid[np.lexsort((valid, -row[valid]))][:n]
         np.testing.assert_array_equal(_ranked(row, n), ref)
+
+
+RECOMMENDER_FORK_SCRIPT = """
+import multiprocessing as mp, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_walks import random_snapshot
+from evaluation.scoring import top_k
+from retrieval.recommender import Recommender
+
+snap = random_snapshot(3, nu=80, nt=100, n_follow=500, n_eng=900)
+rec = Recommender(snap)  # precomputed lists: parallel kernels, threads started
+top_k(np.random.default_rng(0).random((64, 50), dtype=np.float32), 5)
+uid = int(snap.user_ids[4])
+want = ([r.id for r in rec.tweet_candidates(uid, k=5)], [r.id for r in rec.who_to_follow(uid, k=5)])
+
+def child(q):
+    q.put(([r.id for r in rec.tweet_candidates(uid, k=5)], [r.id for r in rec.who_to_follow(uid, k=5)]))
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+got = q.get(timeout=120)
+p.join(120)
+assert p.exitcode == 0, p.exitcode
+assert got == want, (got, want)
+print("ok")
+"""
+
+
+def test_forked_worker_can_serve_every_default_source(tmp_path):
+    """A pre-fork server builds the Recommender (parallel kernels), forks, and its workers answer
+    both calls with every default source and its reasons: none may start OpenMP in the child."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    script = tmp_path / "fork_recommender.py"
+    script.write_text(RECOMMENDER_FORK_SCRIPT.format(root=root))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
