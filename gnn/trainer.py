@@ -12,8 +12,9 @@ Losses (``TrainConfig.loss``):
 * ``softmax``: sampled softmax over cosine similarities with a temperature; each chunk of
   positives shares a pool of uniformly drawn negative targets, and pool entries that are
   a row's training positive are removed from that row's softmax.
-* ``bpr``: Bayesian personalised ranking with one negative per positive, drawn by rejection
-  so it is never a training positive, and L2 regularisation of the batch rows.
+* ``bpr``: Bayesian personalised ranking with ``bpr_negatives`` negatives per positive, drawn
+  by rejection so none is a training positive (each optionally the best-scoring of
+  ``hard_negative_candidates`` draws), and L2 regularisation of the batch rows.
 
 Early stopping watches recall@k on a validation split carved from the training positives
 (:func:`gnn.data.carve_validation`); the best state is restored at the end.

@@ -56,8 +56,8 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     """Best ``k`` columns per row: ``(ids int64, scores float32)``, ids -1 where no positive score.
 
     Ties break by lower column index, at the cut too (the compiled
-    :func:`evaluation.scoring.top_k`, which runs rows in parallel: call it from batch work, not
-    from a forked serving worker).
+    :func:`evaluation.scoring.top_k`: rows in parallel, and a single row on the serial twin, so a
+    forked serving worker may call it one user at a time).
     """
     from evaluation.scoring import top_k as ranked_top_k
 
@@ -156,6 +156,7 @@ class SimilarUsersSource(Source):
             profile = sp.hstack([self.r, linked], format="csr")
         self.profile, self.profile_t = profile, profile.T.tocsr()
         self.norms = np.sqrt(np.asarray(profile.multiply(profile).sum(axis=1)).ravel())
+        self._last = None
         return self
 
     def neighbours(self, users: np.ndarray) -> sp.csr_matrix:
@@ -163,7 +164,14 @@ class SimilarUsersSource(Source):
         (with ``follow_weight=0``, the same neighbours as the ``userknn`` evaluation baseline)."""
         from evaluation.baselines import user_neighbours
 
-        return user_neighbours(self.profile, self.profile_t, self.norms, users, self.k_neighbors, self.shrink)
+        users = np.asarray(users, np.int64)
+        last = self._last  # one user's neighbours, kept for the reasons of the same call
+        if len(users) == 1 and last is not None and last[0] == int(users[0]):
+            return last[1]
+        nb = user_neighbours(self.profile, self.profile_t, self.norms, users, self.k_neighbors, self.shrink)
+        if len(users) == 1:
+            self._last = (int(users[0]), nb)
+        return nb
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.neighbours(users) @ self.r).todense(), dtype=np.float32)

@@ -33,6 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 _REC = None  # the fitted Recommender, inherited by forked workers
 
 
+def _result(q, procs):
+    """The next worker's (calls, seconds); exits with an error when a worker died instead."""
+    import queue
+
+    while True:
+        try:
+            return q.get(timeout=1.0)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    p.kill()
+                raise SystemExit(f"a forked worker died (exit codes {dead}); see its message above") from None
+
+
 def _snapshot(args):
     if args.dataset == "synthetic":
         from graph.synthetic import generate, users_for_edges
@@ -102,7 +117,7 @@ def main() -> int:
         ]
         for proc in procs:
             proc.start()
-        done = [q.get() for _ in procs]
+        done = [_result(q, procs) for _ in procs]
         for proc in procs:
             proc.join()
         qps = sum(n / dt for n, dt in done)

@@ -145,7 +145,9 @@ def test_similar_users_reasons_name_peers_who_engaged(graph):
         if not r.reason.startswith("liked by @"):
             continue
         t = snap.tweet_index([r.id])[0]
-        engagers = set(snap.eng_tweet_indices[snap.eng_tweet_indptr[t] : snap.eng_tweet_indptr[t + 1]].tolist())
+        engagers = set(
+            snap.eng_tweet_indices[snap.eng_tweet_indptr[t] : snap.eng_tweet_indptr[t + 1]].tolist()
+        )
         for name in r.reason.removeprefix("liked by ").split(",")[0].split(" and "):
             if name.startswith("@"):
                 assert by_name[name] in engagers  # a neighbour of the user who engaged with it
