@@ -20,6 +20,10 @@ def _followees(snap: GraphSnapshot, user: int) -> np.ndarray:
     )
 
 
+def _engagers(snap: GraphSnapshot, tweet: int) -> np.ndarray:
+    return np.asarray(snap.eng_tweet_indices[snap.eng_tweet_indptr[tweet] : snap.eng_tweet_indptr[tweet + 1]])
+
+
 def follow_reason(snap: GraphSnapshot, user: int, target: int, source: str, anchor: int = -1) -> str:
     """Why ``target`` (dense user index) is suggested to ``user`` to follow."""
     if source in ("second_hop", "ppr", "salsa", "fof"):
@@ -57,12 +61,12 @@ def tweet_reason(
     users, most similar first (``similar_users``).
     """
     if source == "similar_users" and peers is not None:
-        engagers = snap.eng_tweet_indices[snap.eng_tweet_indptr[target] : snap.eng_tweet_indptr[target + 1]]
+        engagers = _engagers(snap, target)
         via = peers[np.isin(peers, engagers)]
         if len(via):
             return f"liked by {_names(snap, via)}, whose tastes match yours"
     if source in ("followee_engagement", "pixie"):
-        engagers = snap.eng_tweet_indices[snap.eng_tweet_indptr[target] : snap.eng_tweet_indptr[target + 1]]
+        engagers = _engagers(snap, target)
         via = np.intersect1d(_followees(snap, user), engagers)
         if len(via):
             return f"engaged by {_names(snap, via)}, whom you follow"

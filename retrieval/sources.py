@@ -59,12 +59,12 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     :func:`evaluation.scoring.top_k`: rows in parallel, and a single row on the serial twin, so a
     forked serving worker may call it one user at a time).
     """
+    from evaluation.scoring import mask_rows
     from evaluation.scoring import top_k as ranked_top_k
 
     scores = np.array(scores, dtype=np.float32, copy=True)
-    if exclude is not None and exclude.nnz:
-        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
-        scores[rows, exclude.indices] = -np.inf
+    if exclude is not None:
+        mask_rows(scores, exclude)
     ids, vals = ranked_top_k(scores, max(k, 0))
     bad = ~(vals > 0)
     ids[bad] = -1

@@ -402,13 +402,6 @@ print("ok")
 def test_forked_worker_can_serve_every_default_source(tmp_path):
     """A pre-fork server builds the Recommender (parallel kernels), forks, and its workers answer
     both calls with every default source and its reasons: none may start OpenMP in the child."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.test_walks import run_fork_script
 
-    root = str(Path(__file__).resolve().parents[1])
-    script = tmp_path / "fork_recommender.py"
-    script.write_text(RECOMMENDER_FORK_SCRIPT.format(root=root))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().endswith("ok")
+    run_fork_script(tmp_path, "fork_recommender.py", RECOMMENDER_FORK_SCRIPT)

@@ -317,19 +317,25 @@ print("ok")
 """
 
 
-def test_forked_worker_can_serve_single_user_walks(tmp_path):
-    """A pre-fork server fits (parallel kernels), forks, and its workers answer one user per
-    call: with numba's OpenMP layer a parallel kernel in the child aborts the process."""
+def run_fork_script(tmp_path, name: str, template: str) -> None:
+    """Run ``template`` (with ``{root}`` = the repository) as a script in a fresh interpreter
+    and check that it exits cleanly and prints "ok" (a fork-safety script)."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[1])
-    script = tmp_path / "fork_walks.py"
-    script.write_text(FORK_SCRIPT.format(root=root))
+    script = tmp_path / name
+    script.write_text(template.format(root=root))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_forked_worker_can_serve_single_user_walks(tmp_path):
+    """A pre-fork server fits (parallel kernels), forks, and its workers answer one user per
+    call: with numba's OpenMP layer a parallel kernel in the child aborts the process."""
+    run_fork_script(tmp_path, "fork_walks.py", FORK_SCRIPT)
 
 
 def follow_engage_snapshot(follows, engagements, n_users, n_tweets):
