@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gnn.data import PairSet, user_indptr
+from gnn.negatives import hardest_negatives
 from gnn.ranking import evaluate_embeddings
 from graph.errors import InputError, SnapshotError
 
@@ -530,6 +531,17 @@ class Trainer:
         c = self.config.hard_negative_candidates
         if c == 1:
             return sampler.sample(users, m)
+        if emb.device.type == "cpu":
+            # Fused compiled pass (about 4x cheaper than drawing by rejection and gathering
+            # (B, m, c, dim) scores): candidates that are positives are skipped rather than
+            # redrawn, and the rare slot left with none gets one rejection-sampled negative.
+            cand = sampler.rng.integers(0, pairs.n_targets, size=(len(users), m, c))
+            table = emb.detach()[pairs.target_offset : pairs.target_offset + pairs.n_targets].numpy()
+            out = hardest_negatives(u.detach().numpy(), table, users, sampler.indptr, pairs.targets, cand)
+            rows, slots = np.nonzero(out < 0)
+            if len(rows):
+                out[rows, slots] = sampler.sample(users[rows], 1)[:, 0]
+            return out
         cand = sampler.sample(users, m * c).reshape(len(users), m, c)
         with torch.no_grad():
             ce = emb[torch.from_numpy(cand.reshape(len(users), -1) + pairs.target_offset).to(emb.device)]

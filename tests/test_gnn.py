@@ -128,6 +128,36 @@ def test_hard_negatives_are_the_best_scoring_candidates_and_never_positives():
         TrainConfig(hard_negative_candidates=0).validate()
 
 
+def test_compiled_hard_negatives_match_the_torch_reference():
+    from gnn.data import user_indptr
+    from gnn.negatives import hardest_negatives
+    from gnn.trainer import hardest_of
+
+    rng = np.random.default_rng(3)
+    dense = rng.random((50, 12)) < 0.4
+    dense[0] = True  # a user with no negative at all: every slot comes back -1
+    pairs = PairSet.from_matrix("tweets", sp.csr_matrix(dense.astype(np.float32)), 0)
+    users = np.repeat(np.arange(50), 6)
+    uvec = rng.standard_normal((len(users), 8)).astype(np.float32)
+    tvec = rng.standard_normal((12, 8)).astype(np.float32)
+    tvec[5] = tvec[4]  # exact ties: the first candidate wins
+    cand = rng.integers(0, 12, size=(len(users), 3, 5))
+    got = hardest_negatives(uvec, tvec, users, user_indptr(pairs), pairs.targets, cand)
+
+    scores = torch.einsum(
+        "bd,bkd->bk", torch.from_numpy(uvec), torch.from_numpy(tvec[cand.reshape(len(users), -1)])
+    )
+    scores = scores.reshape(cand.shape).masked_fill(
+        torch.from_numpy(dense[users[:, None, None], cand]), -torch.inf
+    )
+    want = hardest_of(scores, cand)
+    none_left = dense[users[:, None, None], cand].all(axis=2)
+    want[none_left] = -1
+    assert none_left[users == 0].all() and 18 < none_left.sum() < none_left.size // 2  # both paths exercised
+    np.testing.assert_array_equal(got, want)
+    assert not dense[users[:, None], np.maximum(got, 0)][got >= 0].any()
+
+
 def test_sampler_rejects_users_without_negatives():
     pairs = PairSet.from_matrix("tweets", sp.csr_matrix(np.ones((2, 3), np.float32)), 2)
     with pytest.raises(InputError, match="every target"):
