@@ -186,6 +186,21 @@ def carve_validation(
     return pairs.subset(~val), pairs.subset(val)
 
 
+def merge_pairs(a: PairSet, b: PairSet) -> PairSet:
+    """The union of two disjoint pair sets of one relation, sorted by (user, target)."""
+    if (a.relation, a.n_users, a.n_targets, a.target_offset) != (
+        b.relation,
+        b.n_users,
+        b.n_targets,
+        b.target_offset,
+    ):
+        raise InputError(f"cannot merge {a.relation!r} pairs with {b.relation!r} pairs of another shape")
+    users = np.concatenate([a.users, b.users])
+    targets = np.concatenate([a.targets, b.targets])
+    order = np.lexsort((targets, users))
+    return PairSet(a.relation, users[order], targets[order], a.n_users, a.n_targets, a.target_offset)
+
+
 def user_indptr(pairs: PairSet) -> np.ndarray:
     indptr = np.zeros(pairs.n_users + 1, np.int64)
     np.cumsum(np.bincount(pairs.users, minlength=pairs.n_users), out=indptr[1:])

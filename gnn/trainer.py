@@ -17,12 +17,15 @@ Losses (``TrainConfig.loss``):
   ``hard_negative_candidates`` draws), and L2 regularisation of the batch rows.
 
 Early stopping watches recall@k on a validation split carved from the training positives
-(:func:`gnn.data.carve_validation`); the best state is restored at the end.
+(:func:`gnn.data.carve_validation`); the best state is restored at the end, and
+``refit_epochs`` more epochs may then train it on training plus validation positives (the
+carve only chooses the epoch; its edges are training data the final model should see).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from gnn.data import PairSet, user_indptr
+from gnn.data import PairSet, merge_pairs, user_indptr
 from gnn.negatives import hardest_negatives
 from gnn.ranking import evaluate_embeddings
 from graph.errors import InputError, SnapshotError
@@ -78,6 +81,10 @@ class TrainConfig:
     # sampling, Zhang et al. SIGIR 2013); 1 keeps uniform negatives. Hard negatives carry more
     # gradient per (costly) propagation than uniform ones, most of which the model already ranks low.
     hard_negative_candidates: int = 1
+    # After the best epoch is restored: this many more epochs on training plus validation
+    # positives, over the whole training graph (the carve is only needed to choose the epoch;
+    # its edges are training data). Their cost is reserved inside ``time_budget_s``.
+    refit_epochs: int = 0
     temperature: float = 0.15
     cosine: bool = True  # softmax over cosine similarities (else raw dot products)
     eval_every: int = 1
@@ -109,6 +116,8 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.weight_decay < 0 or self.decoupled_weight_decay < 0:
             raise InputError("weight_decay and decoupled_weight_decay must be >= 0")
+        if int(self.refit_epochs) < 0:
+            raise InputError(f"refit_epochs must be >= 0, got {self.refit_epochs}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.plateau_factor <= 1:
@@ -240,6 +249,9 @@ class EmbeddingTask:
     before_epoch: Callable[[int, np.random.Generator], None] | None = None
     normalize: bool = True
     vocab: dict | None = None  # external ids of the rows, saved with checkpoints for fine-tuning
+    # switches the model's input to the whole training graph (validation edges back): needed
+    # by ``refit_epochs``
+    use_full_graph: Callable[[], None] | None = None
 
 
 @dataclass
@@ -250,6 +262,7 @@ class TrainResult:
     epochs_run: int = 0
     train_seconds: float = 0.0
     stopped: str = ""
+    refit_epochs: int = 0  # epochs run on training plus validation positives after the best epoch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -281,7 +294,8 @@ class Trainer:
         ``checkpoint``: file written (atomically) every ``checkpoint_every`` epochs; with
         ``resume=True`` and an existing file, training continues from it (the file must come
         from the same model configuration and data, else :class:`CheckpointError`).
-        ``on_eval(record)`` is called after each evaluation, outside the timed part.
+        ``on_eval(record)`` is called after each evaluation and each refit epoch (its record has
+        ``refit`` and no validation metrics), outside the timed part.
         """
         det = self.config.deterministic and self.device.type == "cpu"
         previous = torch.are_deterministic_algorithms_enabled()
@@ -295,6 +309,9 @@ class Trainer:
 
     def _fit(self, task: EmbeddingTask, checkpoint, resume: bool, on_eval) -> TrainResult:
         cfg = self.config
+        refit = cfg.refit_epochs if task.val else 0
+        if refit and task.use_full_graph is None:
+            raise InputError("refit_epochs needs a task that can switch to the full graph (LightGCN)")
         seed_everything(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         model = task.model.to(self.device)
@@ -315,6 +332,11 @@ class Trainer:
             best_state = state.get("best_state")
             start_epoch = result.epochs_run
             log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
+            if result.refit_epochs:  # a finished run: its saved best state is the refitted model
+                if task.use_full_graph is not None:
+                    task.use_full_graph()
+                model.load_state_dict(best_state)
+                return result
 
         samplers = [NegativeSampler(p, rng) for p in task.train]
         total = sum(len(p) for p in task.train)
@@ -332,6 +354,8 @@ class Trainer:
             total=cfg.epochs,
         )
         t_train = result.train_seconds
+        epoch_times: list[float] = []  # seconds of each epoch's steps, to reserve the refit's share
+        grow = sum(len(p) for p in task.val) / max(total, 1) + 1.0
         for epoch in bar:
             t0 = time.perf_counter()
             if cfg.lr_schedule == "cosine":
@@ -343,10 +367,12 @@ class Trainer:
             loss = self._epoch(task, opt, samplers, rng)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            t_train += time.perf_counter() - t0
+            epoch_times.append(time.perf_counter() - t0)
+            t_train += epoch_times[-1]
             record = {"epoch": epoch + 1, "loss": loss, "seconds": round(t_train, 3)}
             last = epoch + 1 == cfg.epochs
-            out_of_time = cfg.time_budget_s is not None and t_train >= cfg.time_budget_s
+            reserve = refit * grow * float(np.mean(epoch_times))
+            out_of_time = cfg.time_budget_s is not None and t_train + reserve >= cfg.time_budget_s
             if task.val and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):
                 t1 = time.perf_counter()
                 metrics = self.validate(task, excl, truth)
@@ -385,7 +411,43 @@ class Trainer:
         bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
+        if refit:
+            self._refit(task, opt, rng, result, refit, on_eval)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if checkpoint is not None:
+                save_checkpoint(
+                    checkpoint, model, opt, rng, result, best_state, task.fingerprint, cfg, task.vocab
+                )
         return result
+
+    def _refit(
+        self, task: EmbeddingTask, opt, rng: np.random.Generator, result: TrainResult, epochs: int, on_eval
+    ):
+        """``epochs`` more epochs from the restored best state on training plus validation
+        positives over the whole training graph (same optimizer state)."""
+        task.use_full_graph()
+        merged = [merge_pairs(t, v) for t, v in zip(task.train, task.val)]
+        full = dataclasses.replace(task, train=merged, val=[])
+        samplers = [NegativeSampler(p, rng) for p in merged]
+        task.model.train()
+        for i in range(epochs):
+            t0 = time.perf_counter()
+            loss = self._epoch(full, opt, samplers, rng)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            result.train_seconds += time.perf_counter() - t0
+            record = {
+                "epoch": result.epochs_run + 1,
+                "loss": loss,
+                "seconds": round(result.train_seconds, 3),
+                "refit": i + 1,
+            }
+            result.history.append(record)
+            result.epochs_run += 1
+            result.refit_epochs = i + 1
+            log.info("refit %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+            if on_eval is not None:
+                on_eval({**record, "model": task.model})
 
     def validate(self, task: EmbeddingTask, excl=None, truth=None) -> dict:
         """recall@k / NDCG@k on the validation positives (mean over relations)."""

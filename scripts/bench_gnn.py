@@ -90,7 +90,8 @@ def run_fast(args) -> dict:
             "epoch": rec["epoch"],
             "recall@20": m["recall@20"],
             "ndcg@20": m["ndcg@20"],
-            "val_recall@20": rec["val_recall@20"],
+            "val_recall@20": rec.get("val_recall@20"),  # None for refit epochs
+            "refit": rec.get("refit", 0),
             "wall_since_start": time.perf_counter() - t_start,
             "rss_gib": peak_rss_gib(),
         }

@@ -31,6 +31,7 @@ FAST = {
     "dim": 32,
     "cosine": False,
     "temperature": 1.0,
+    "refit_epochs": 0,  # the plumbing tests count epochs; refit has its own test
 }
 
 
@@ -334,6 +335,36 @@ def test_resume_gives_the_same_result_as_one_run(snap, tmp_path):
     resumed = fit_lightgcn(snap, "tweets", params=p, checkpoint=ck, resume=True)
     assert len(resumed.metrics["history"]) == p["epochs"]
     np.testing.assert_allclose(resumed.user_vectors, straight.user_vectors, atol=1e-6)
+
+
+def test_refit_epochs_train_on_the_validation_positives_too(snap, tmp_path):
+    from gnn.pipeline import LIGHTGCN_DEFAULTS, _split, split_params
+
+    p = {**FAST, "epochs": 2, "progress": False, "patience": 100, "lr": 0.05, "batch_size": 256}
+    plain = fit_lightgcn(snap, "tweets", params={**p, "epochs": 4})
+    ck = tmp_path / "refit.pt"
+    refit = fit_lightgcn(snap, "tweets", params={**p, "refit_epochs": 2}, checkpoint=ck)
+    assert [h.get("refit") for h in refit.metrics["history"]] == [None, None, 1, 2]
+    assert refit.metrics["refit_epochs"] == 2 and refit.metrics["epochs_run"] == 4
+
+    # the carve's pairs were training data in the refit epochs: they now outrank random tweets
+    # far more often than after as many epochs without them
+    mp, tc = split_params({**LIGHTGCN_DEFAULTS, **p})
+    val = _split(snap, "tweets", mp, tc.seed)[2]["tweets"]
+    other = np.random.default_rng(0).integers(0, snap.n_tweets, len(val))
+
+    def auc(e):
+        u = e.user_vectors[val.users]
+        return float(np.mean((u * e.tweet_vectors[val.targets]).sum(1) > (u * e.tweet_vectors[other]).sum(1)))
+
+    assert auc(refit) > auc(plain) + 0.05
+    # a finished run resumes as itself
+    again = fit_lightgcn(snap, "tweets", params={**p, "refit_epochs": 2}, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(again.user_vectors, refit.user_vectors)
+    with pytest.raises(InputError, match="refit_epochs"):
+        fit_sage(snap, "tweets", params={**p, "refit_epochs": 1})
+    with pytest.raises(InputError, match="refit_epochs"):
+        TrainConfig(refit_epochs=-1).validate()
 
 
 def test_corrupt_or_mismatched_checkpoint_is_a_clear_error(snap, tmp_path):
