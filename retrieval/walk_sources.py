@@ -198,13 +198,16 @@ def pixie_graph(
     )
     with _cache_lock:
         _graph_cache[key] = (snap, g)
-        while len(_graph_cache) > 4:
+        while len(_graph_cache) > _CACHE_SIZE:
             _graph_cache.popitem(last=False)
     return g
 
 
+#: Per-snapshot walk graphs (Pixie graphs, undirected follow CSR), least recently used dropped
+#: first; an entry holds its snapshot, so a key's id() cannot be reused while it is cached.
 _graph_cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
+_CACHE_SIZE = 8
 
 
 # ---------------------------------------------------------------------------
@@ -301,14 +304,26 @@ def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray
     if direction == "out":
         return np.ascontiguousarray(snap.follow_out_indptr), np.ascontiguousarray(snap.follow_out_indices)
     _check_direction(direction)
+    # Built once per snapshot (same cache as the Pixie graphs): the transpose-and-add costs
+    # ~150 ms at 3.8M follows, which a per-call walk (who_to_follow on a large graph) cannot
+    # pay every time.
+    key = (id(snap), snap.snapshot_id, "undirected follows")
+    with _cache_lock:
+        hit = _graph_cache.get(key)
+        if hit is not None and hit[0] is snap:
+            _graph_cache.move_to_end(key)
+            return hit[1]
     from graph.matrices import follow_matrix
 
-    # Rebuilt per call (a sparse transpose-and-add, milliseconds on flickr): snapshots are
-    # immutable but not hashable, and a cache keyed on id() could outlive its snapshot.
     f = follow_matrix(snap)
     both = (f + f.T).tocsr()
     both.sort_indices()
-    return both.indptr.astype(np.int64), both.indices.astype(np.int64)
+    arrays = both.indptr.astype(np.int64), both.indices.astype(np.int64)
+    with _cache_lock:
+        _graph_cache[key] = (snap, arrays)
+        while len(_graph_cache) > _CACHE_SIZE:
+            _graph_cache.popitem(last=False)
+    return arrays
 
 
 def ppr_candidates_batch(

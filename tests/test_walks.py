@@ -576,6 +576,19 @@ def test_undirected_ppr_walks_both_directions_and_excludes_followed():
         ws.PPRMethod(direction="sideways")
 
 
+def test_undirected_follow_graph_is_built_once_per_snapshot():
+    snap, other = random_snapshot(5), random_snapshot(6)
+    first = ws._follow_csr(snap, "undirected")
+    assert ws._follow_csr(snap, "undirected") is first  # cached: no rebuild per call
+    out = snap.follow_out_indptr
+    edges = {(i, int(j)) for i in range(snap.n_users) for j in snap.follow_out_indices[out[i] : out[i + 1]]}
+    undirected = edges | {(j, i) for i, j in edges}
+    indptr, indices = first
+    got = {(i, int(j)) for i in range(snap.n_users) for j in indices[indptr[i] : indptr[i + 1]]}
+    assert got == undirected
+    assert ws._follow_csr(other, "undirected") is not first  # another snapshot, its own graph
+
+
 def test_salsa_scores_authorities_of_the_circle():
     # 0 follows 1 and 2; both follow 3 and 4; 1 also follows 5. SALSA ranks 3, 4 above 5.
     src = np.array([0, 0, 1, 1, 2, 2, 1])
