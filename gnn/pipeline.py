@@ -162,14 +162,15 @@ def fit_lightgcn(
     prep = time.perf_counter() - t0
     model = LightGCN(nu, nt, adj, dim=mp.dim, n_layers=mp.n_layers, init=init, seed=tc.seed)
     relations = task_relations(task)
-    on_full_graph = []
+    on_full_graph = False
 
     def use_full_graph() -> None:
+        nonlocal on_full_graph
         if not on_full_graph:  # the whole training graph, validation edges put back
             model.set_adjacency(
                 joint_adjacency(nu, nt, full["tweets"], full["follows"], follow_weight=mp.follow_weight)
             )
-            on_full_graph.append(True)
+            on_full_graph = True
 
     etask = EmbeddingTask(
         model=model,

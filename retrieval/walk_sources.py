@@ -157,11 +157,16 @@ def pixie_graph(
         stored_weights,
         author_weight,
     )
-    with _cache_lock:
-        hit = _graph_cache.get(key)
-        if hit is not None and hit[0] is snap:
-            _graph_cache.move_to_end(key)
-            return hit[1]
+    return _cached(
+        key,
+        snap,
+        lambda: _build_pixie_graph(snap, kind_weights, half_life_s, ref_time, stored_weights, author_weight),
+    )
+
+
+def _build_pixie_graph(
+    snap, kind_weights, half_life_s, ref_time, stored_weights, author_weight
+) -> PixieGraph:
     if ref_time is None:
         ts = snap.eng_user_ts
         ref_time = int(ts.max()) if len(ts) else 0
@@ -196,11 +201,22 @@ def pixie_graph(
         fo_indices=np.ascontiguousarray(snap.follow_out_indices),
         ref_time=int(ref_time),
     )
+    return g
+
+
+def _cached(key: tuple, snap: GraphSnapshot, build):
+    """The cached value for ``key`` (whose first part is ``id(snap)``), built on a miss."""
     with _cache_lock:
-        _graph_cache[key] = (snap, g)
+        hit = _graph_cache.get(key)
+        if hit is not None and hit[0] is snap:
+            _graph_cache.move_to_end(key)
+            return hit[1]
+    value = build()
+    with _cache_lock:
+        _graph_cache[key] = (snap, value)
         while len(_graph_cache) > _CACHE_SIZE:
             _graph_cache.popitem(last=False)
-    return g
+    return value
 
 
 #: Per-snapshot walk graphs (Pixie graphs, undirected follow CSR), least recently used dropped
@@ -307,23 +323,18 @@ def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray
     # Built once per snapshot (same cache as the Pixie graphs): the transpose-and-add costs
     # ~150 ms at 3.8M follows, which a per-call walk (who_to_follow on a large graph) cannot
     # pay every time.
-    key = (id(snap), snap.snapshot_id, "undirected follows")
-    with _cache_lock:
-        hit = _graph_cache.get(key)
-        if hit is not None and hit[0] is snap:
-            _graph_cache.move_to_end(key)
-            return hit[1]
+    return _cached(
+        (id(snap), snap.snapshot_id, "undirected follows"), snap, lambda: _undirected_follows(snap)
+    )
+
+
+def _undirected_follows(snap: GraphSnapshot) -> tuple[np.ndarray, np.ndarray]:
     from graph.matrices import follow_matrix
 
     f = follow_matrix(snap)
     both = (f + f.T).tocsr()
     both.sort_indices()
-    arrays = both.indptr.astype(np.int64), both.indices.astype(np.int64)
-    with _cache_lock:
-        _graph_cache[key] = (snap, arrays)
-        while len(_graph_cache) > _CACHE_SIZE:
-            _graph_cache.popitem(last=False)
-    return arrays
+    return both.indptr.astype(np.int64), both.indices.astype(np.int64)
 
 
 def ppr_candidates_batch(
