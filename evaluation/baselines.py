@@ -21,10 +21,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from evaluation.scoring import ScoringMethod, check_k, check_users, mask_rows, prune_rows, top_k
-from evaluation.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix
+from evaluation.scoring import ScoringMethod, check_k, check_users
 from graph.errors import InputError
+from graph.ranking import mask_rows, prune_rows, top_k
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix
+from retrieval.sources import user_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -156,22 +158,6 @@ class UserKNNMethod(ScoringMethod):
         p = self.params
         neighbours = user_neighbours(self.x_, self.xt_, self.norms_, users, p["k_neighbors"], p["shrink"])
         return (neighbours @ self.x_).toarray()
-
-
-def user_neighbours(
-    x: sp.csr_matrix, xt: sp.csr_matrix, norms: np.ndarray, users: np.ndarray, k_neighbors: int, shrink: float
-) -> sp.csr_matrix:
-    """Rows of user-user cosine similarity (``x`` = users x items, ``xt`` its transpose, ``norms``
-    its row norms; ``shrink`` damps pairs with little overlap) for ``users``: the top
-    ``k_neighbors`` of each row, the user themself left out."""
-    users = np.asarray(users, np.int64)
-    c = (x[users] @ xt).tocsr()  # batch x all users: shared items
-    rows = np.repeat(np.arange(len(users)), np.diff(c.indptr))
-    self_entry = c.indices == users[rows]
-    denom = norms[users][rows] * norms[c.indices] + shrink
-    c.data = np.where(self_entry, 0.0, c.data / np.maximum(denom, 1e-12)).astype(np.float32)
-    c.eliminate_zeros()
-    return prune_rows(c, k_neighbors)
 
 
 class _ImplicitMethod(ScoringMethod):
@@ -422,7 +408,7 @@ class PPRNetworkxMethod:
     def fit(self, train: GraphSnapshot, task: str) -> PPRNetworkxMethod:
         import networkx as nx
 
-        from evaluation.tasks import exclusion_matrix
+        from graph.tasks import exclusion_matrix
 
         if task not in self.tasks:
             raise InputError(f"method {self.name!r} supports task(s) {', '.join(self.tasks)}, not {task!r}")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from evaluation.registry import METHODS
 from evaluation.splits import COLD_POLICIES, DATASET_NAMES, SPLIT_KINDS
-from evaluation.tasks import TASKS
 from graph.errors import GraphRecError, InputError
+from graph.tasks import TASKS
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from graph.ranking import check_cutoff, hit_matrix, ndcg_at_k, rank_discounts, recall_at_k
+
 __all__ = [
     "hit_matrix",
     "recall_at_k",
@@ -46,64 +48,15 @@ __all__ = [
 ]
 
 
-def _check_k(hits: np.ndarray, k: int) -> None:
-    if not 1 <= k <= hits.shape[1]:
-        raise ValueError(f"k={k} must be between 1 and the list length {hits.shape[1]}")
-
-
-def hit_matrix(topk: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
-    """Boolean ``(n, K)``: is ``topk[u, j]`` among the relevant items of row ``u`` of ``truth``.
-
-    Vectorised: (row, item) pairs are encoded as one int64 key and looked up with
-    ``searchsorted`` in the sorted keys of ``truth``.
-    """
-    topk = np.asarray(topk)
-    if topk.ndim != 2 or topk.shape[0] != truth.shape[0]:
-        raise ValueError(f"topk has shape {topk.shape}; expected ({truth.shape[0]}, K)")
-    truth = sp.csr_matrix(truth)
-    truth.sum_duplicates()  # also sorts the indices, so keys are globally sorted
-    n_rows, n_cols = truth.shape
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(truth.indptr))
-    keys = rows * n_cols + truth.indices.astype(np.int64)
-    if len(keys) == 0:
-        return np.zeros(topk.shape, dtype=bool)
-    valid = (topk >= 0) & (topk < n_cols)
-    query = np.arange(n_rows, dtype=np.int64)[:, None] * n_cols + np.where(valid, topk, 0).astype(np.int64)
-    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return valid & (keys[pos] == query)
-
-
-def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
-    """Hits in the top ``k`` divided by the number of relevant items (0 when there are none)."""
-    _check_k(hits, k)
-    n_rel = np.asarray(n_relevant, dtype=np.float64)
-    found = hits[:, :k].sum(axis=1)
-    return np.divide(found, n_rel, out=np.zeros(len(n_rel)), where=n_rel > 0)
-
-
 def precision_at_k(hits: np.ndarray, k: int) -> np.ndarray:
     """Hits in the top ``k`` divided by ``k``."""
-    _check_k(hits, k)
+    check_cutoff(hits, k)
     return hits[:, :k].sum(axis=1) / float(k)
-
-
-def _discounts(k: int) -> np.ndarray:
-    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-
-
-def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
-    """Binary-relevance NDCG@k; the ideal DCG places min(#relevant, k) hits first."""
-    _check_k(hits, k)
-    disc = _discounts(k)
-    dcg = hits[:, :k] @ disc
-    ideal_n = np.minimum(np.asarray(n_relevant, dtype=np.int64), k)
-    idcg = np.concatenate([[0.0], np.cumsum(disc)])[ideal_n]
-    return np.divide(dcg, idcg, out=np.zeros(len(idcg)), where=idcg > 0)
 
 
 def average_precision_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """AP@k: sum over hits at rank j <= k of precision@j, divided by min(#relevant, k)."""
-    _check_k(hits, k)
+    check_cutoff(hits, k)
     h = hits[:, :k].astype(np.float64)
     prec = np.cumsum(h, axis=1) / np.arange(1, k + 1)
     denom = np.minimum(np.asarray(n_relevant, dtype=np.float64), k)
@@ -112,7 +65,7 @@ def average_precision_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> 
 
 def reciprocal_rank_at_k(hits: np.ndarray, k: int) -> np.ndarray:
     """1 / rank of the first hit within the top ``k``; 0 when there is none."""
-    _check_k(hits, k)
+    check_cutoff(hits, k)
     h = hits[:, :k]
     first = h.argmax(axis=1)
     return np.where(h.any(axis=1), 1.0 / (first + 1.0), 0.0)
@@ -120,7 +73,7 @@ def reciprocal_rank_at_k(hits: np.ndarray, k: int) -> np.ndarray:
 
 def hit_rate_at_k(hits: np.ndarray, k: int) -> np.ndarray:
     """1.0 when at least one relevant item is in the top ``k``, else 0.0."""
-    _check_k(hits, k)
+    check_cutoff(hits, k)
     return hits[:, :k].any(axis=1).astype(np.float64)
 
 
@@ -156,7 +109,7 @@ def auc_from_ranking(
 def recall_curve(hits: np.ndarray, n_relevant: np.ndarray, max_k: int | None = None) -> np.ndarray:
     """Mean recall@k for k = 1..max_k (default: the list length)."""
     max_k = hits.shape[1] if max_k is None else max_k
-    _check_k(hits, max_k)
+    check_cutoff(hits, max_k)
     n_rel = np.asarray(n_relevant, dtype=np.float64)
     keep = n_rel > 0
     if not keep.any():
@@ -256,7 +209,7 @@ def exposure_by_group(
     carry none. Returns ``(n_groups,)`` shares summing to 1 (all zero when every list is empty).
     """
     top, valid = _valid_topk(topk, k)
-    weight = _discounts(top.shape[1]) if discount else np.ones(top.shape[1])
+    weight = rank_discounts(top.shape[1]) if discount else np.ones(top.shape[1])
     w = np.broadcast_to(weight, top.shape)[valid]
     g = np.asarray(item_group, dtype=np.int64)[top[valid]]
     exposure = np.bincount(g, weights=w, minlength=n_groups)[:n_groups]

@@ -24,15 +24,17 @@ METHODS: dict[str, str] = {
     "common-neighbors": "evaluation.baselines:CommonNeighborsMethod",
     "adamic-adar": "evaluation.baselines:AdamicAdarMethod",
     "ppr-networkx": "evaluation.baselines:PPRNetworkxMethod",
-    # graph walks (retrieval/walk_sources.py)
-    "pixie": "retrieval.walk_sources:PixieMethod",
-    "ppr": "retrieval.walk_sources:PPRMethod",
-    "salsa": "retrieval.walk_sources:SalsaMethod",
-    "fof": "retrieval.walk_sources:FriendsOfFriendsMethod",
-    # embeddings and the hybrid recommender
-    "lightgcn": "gnn.methods:LightGCNMethod",
-    "sage": "gnn.methods:SageMethod",
-    "hybrid": "retrieval.hybrid:HybridMethod",
+    # graph walks, each a catalogue source alone (evaluation/adapters.py)
+    "pixie": "evaluation.adapters:PixieMethod",
+    "ppr": "evaluation.adapters:PPRMethod",
+    "salsa": "evaluation.adapters:SalsaMethod",
+    "fof": "evaluation.adapters:FriendsOfFriendsMethod",
+    # embeddings (evaluation/embedding_methods.py)
+    "lightgcn": "evaluation.embedding_methods:LightGCNMethod",
+    "sage": "evaluation.embedding_methods:SageMethod",
+    # the served recommender: as configured, or tuned on a validation carve first
+    "recommender": "evaluation.adapters:RecommenderMethod",
+    "hybrid": "evaluation.adapters:HybridMethod",
 }
 
 #: methods the baseline script runs, per task

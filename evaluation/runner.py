@@ -27,8 +27,8 @@ from evaluation import metrics as em
 from evaluation.registry import get_method
 from evaluation.splits import Protocol, Split
 from evaluation.stats import bootstrap_ci, paired_test
-from evaluation.tasks import interaction_matrix
 from graph.errors import GraphRecError, InputError
+from graph.tasks import interaction_matrix
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ def method_grid(cls, train, task: str) -> list[dict]:
     if hasattr(cls, "grid"):
         return list(cls.grid(train, task))
     grid = getattr(cls, "param_grid", None) or {}
+    if not grid:
+        return []  # nothing to tune (not one empty configuration: that would fit the method for nothing)
     import itertools
 
     keys = list(grid)

@@ -44,9 +44,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from evaluation.tasks import TASK_FOLLOWS, TASK_TWEETS, check_task, exclusion_matrix, n_items
+from graph.carve import holdout_per_user, holdout_undirected, is_symmetric
 from graph.errors import InputError
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, check_task, exclusion_matrix
+from graph.tasks import n_targets as n_items
 
 log = logging.getLogger(__name__)
 
@@ -124,56 +126,6 @@ class Protocol:
 
 # ---------------------------------------------------------------------------
 # pure split rules
-
-
-def holdout_per_user(owner: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask over rows: for each owner with d rows, floor(fraction*d + 0.5) random rows."""
-    owner = np.asarray(owner, dtype=np.int64)
-    if len(owner) == 0:
-        return np.zeros(0, dtype=bool)
-    key = rng.random(len(owner))
-    order = np.lexsort((key, owner))
-    sorted_owner = owner[order]
-    starts = np.flatnonzero(np.r_[True, sorted_owner[1:] != sorted_owner[:-1]])
-    counts = np.diff(np.r_[starts, len(owner)])
-    rank = np.arange(len(owner)) - np.repeat(starts, counts)
-    n_hold = np.floor(fraction * counts + 0.5).astype(np.int64)
-    held = np.zeros(len(owner), dtype=bool)
-    held[order] = rank < np.repeat(n_hold, counts)
-    return held
-
-
-def holdout_undirected(
-    src: np.ndarray, dst: np.ndarray, fraction: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Mask over directed rows of a symmetric edge list: held-out friendships, both directions."""
-    src = np.asarray(src, dtype=np.int64)
-    dst = np.asarray(dst, dtype=np.int64)
-    n = int(max(src.max(initial=-1), dst.max(initial=-1))) + 1
-    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
-    pair_key = lo * n + hi
-    pairs = np.unique(pair_key[lo != hi])
-    pu, pv = pairs // n, pairs % n
-    owner = np.where(rng.random(len(pairs)) < 0.5, pu, pv)
-    held = holdout_per_user(owner, fraction, rng)
-    # nobody loses every friendship: restore the held-out ones of such users
-    deg = np.bincount(np.r_[pu, pv], minlength=n)
-    lost = np.bincount(np.r_[pu[held], pv[held]], minlength=n)
-    isolated = (deg - lost) == 0
-    held &= ~(isolated[pu] | isolated[pv])
-    return np.isin(pair_key, pairs[held]) & (lo != hi)
-
-
-def is_symmetric(src: np.ndarray, dst: np.ndarray) -> bool:
-    """True when every edge (a, b) also appears as (b, a)."""
-    src = np.asarray(src, dtype=np.int64)
-    dst = np.asarray(dst, dtype=np.int64)
-    if len(src) == 0:
-        return False
-    n = int(max(src.max(), dst.max())) + 1
-    fwd = np.unique(src * n + dst)
-    rev = np.unique(dst * n + src)
-    return len(fwd) == len(rev) and bool(np.array_equal(fwd, rev))
 
 
 def time_cutoff(ts: np.ndarray, fraction: float) -> int:

@@ -23,17 +23,17 @@ import scipy.sparse as sp
 
 from graph.errors import InputError
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASKS, check_task, interaction_matrix
 
 log = logging.getLogger(__name__)
 
-TASKS = ("tweets", "follows")
-TRAIN_TASKS = ("tweets", "follows", "both")
+#: Training tasks: each recommendation task, or both at once on the joint graph.
+TRAIN_TASKS = (*TASKS, "both")
 
 
-def check_task(task: str, allowed: tuple[str, ...] = TRAIN_TASKS) -> str:
-    if task not in allowed:
-        raise InputError(f"unknown task {task!r}; choose one of {', '.join(allowed)}")
-    return task
+def check_train_task(task: str) -> str:
+    """``task`` if it is a training task (``tweets``, ``follows`` or ``both``)."""
+    return check_task(task, TRAIN_TASKS)
 
 
 @dataclass
@@ -94,70 +94,23 @@ class PairSet:
         )
 
 
-def engagement_csr(snap: GraphSnapshot) -> sp.csr_matrix:
-    """Binary users x tweets matrix of a snapshot (several kinds on one pair count once).
-
-    Built on copies: ``graph.matrices.engagement_matrix`` wraps the snapshot's own arrays and
-    its ``sum_duplicates`` rewrites them in place (and fails on memory-mapped snapshots).
-    """
-    m = sp.csr_matrix(
-        (
-            np.ones(snap.n_engagements, np.float32),
-            np.array(snap.eng_user_indices, dtype=np.int32, copy=True),
-            np.array(snap.eng_user_indptr, dtype=np.int64, copy=True),
-        ),
-        shape=(snap.n_users, snap.n_tweets),
-    )
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
-def follow_csr(snap: GraphSnapshot) -> sp.csr_matrix:
-    """Binary users x users matrix, row = follower (on copies of the snapshot's arrays)."""
-    m = sp.csr_matrix(
-        (
-            np.ones(snap.n_follows, np.float32),
-            np.array(snap.follow_out_indices, dtype=np.int32, copy=True),
-            np.array(snap.follow_out_indptr, dtype=np.int64, copy=True),
-        ),
-        shape=(snap.n_users, snap.n_users),
-    )
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
 def positives(snap: GraphSnapshot, relation: str) -> PairSet:
     """Training positives of one relation (``tweets`` or ``follows``) of a snapshot."""
     check_task(relation, TASKS)
     if relation == "tweets":
-        return PairSet.from_matrix("tweets", engagement_csr(snap), snap.n_users)
-    f = follow_csr(snap)
+        return PairSet.from_matrix("tweets", interaction_matrix(snap, "tweets"), snap.n_users)
+    f = interaction_matrix(snap, "follows")
     f.setdiag(0)  # a self-follow is no signal
     f.eliminate_zeros()
     return PairSet.from_matrix("follows", f, 0)
 
 
 def task_relations(task: str) -> tuple[str, ...]:
-    check_task(task)
+    check_train_task(task)
     return ("tweets", "follows") if task == "both" else (task,)
 
 
-def exclusion_matrix(snap: GraphSnapshot, task: str) -> sp.csr_matrix:
-    """Per user, the targets a recommendation must leave out (the method contract):
-    engaged tweets for ``tweets``; followees and the user themself for ``follows``."""
-    check_task(task, TASKS)
-    if task == "tweets":
-        m = engagement_csr(snap)
-    else:
-        m = (follow_csr(snap) + sp.identity(snap.n_users, dtype=np.float32, format="csr")).tocsr()
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
-def carve_validation(
+def carve_early_stopping(
     pairs: PairSet, *, n_users: int = 2000, share: float = 0.2, min_items: int = 3, seed: int = 0
 ) -> tuple[PairSet, PairSet]:
     """Split ``pairs`` into (train, validation) for early stopping.

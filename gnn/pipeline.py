@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnn.data import PairSet, carve_validation, check_task, joint_adjacency, positives, task_relations
+from gnn.data import (
+    PairSet,
+    carve_early_stopping,
+    check_train_task,
+    joint_adjacency,
+    positives,
+    task_relations,
+)
 from gnn.models import HeteroSAGE, LightGCN, spectral_init
 from gnn.trainer import EmbeddingTask, TrainConfig, Trainer, embed, load_checkpoint, read_checkpoint
 from graph.errors import InputError
@@ -122,7 +129,7 @@ def _split(snap: GraphSnapshot, task: str, mp: ModelParams, seed: int) -> tuple[
     full = {"tweets": positives(snap, "tweets"), "follows": positives(snap, "follows")}
     train, val = dict(full), {}
     for i, rel in enumerate(task_relations(task)):
-        train[rel], val[rel] = carve_validation(
+        train[rel], val[rel] = carve_early_stopping(
             full[rel], n_users=mp.val_users, share=mp.val_share, seed=seed + 7919 * i
         )
     return full, train, val
@@ -146,7 +153,7 @@ def fit_lightgcn(
     whose embeddings warm-start this one, matched by external id (fine-tuning on a newer
     snapshot; new nodes start from the spectral init).
     """
-    check_task(task)
+    check_train_task(task)
     mp, tc = split_params({**LIGHTGCN_DEFAULTS, **(params or {})})
     t0 = time.perf_counter()
     full, train, val = _split(snap, task, mp, tc.seed)
@@ -289,7 +296,7 @@ def fit_sage(
     """
     from gnn.features import N_TWEET_STRUCT, N_USER_STRUCT, FeaturePipeline
 
-    check_task(task)
+    check_train_task(task)
     params = dict(params or {})
     params.setdefault("n_layers", 2)
     params.setdefault("lr", 0.005)

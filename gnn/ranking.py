@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from graph.ranking import hit_matrix, ndcg_at_k, recall_at_k
+
 
 def topk_scores(
     user_vecs: torch.Tensor,
@@ -55,31 +57,14 @@ def topk_scores(
     return ids, scores
 
 
-def hits_matrix(ids: np.ndarray, truth: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
-    """Boolean (len(users), k): is ids[i, j] among the held-out targets of users[i]?"""
-    truth = truth.tocsr()
-    rows = truth[np.asarray(users, np.int64)]
-    n_t = truth.shape[1]
-    keys = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(rows.indptr)) * n_t + rows.indices
-    keys.sort()
-    q = np.arange(len(users), dtype=np.int64)[:, None] * n_t + np.maximum(ids, 0)
-    if not len(keys):
-        return np.zeros(ids.shape, bool)
-    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-    return (keys[pos] == q) & (ids >= 0)
-
-
 def recall_ndcg(
     ids: np.ndarray, truth: sp.csr_matrix, users: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-user recall@k and NDCG@k of ranked ``ids`` against held-out ``truth`` rows."""
-    hits = hits_matrix(ids[:, :k], truth, users)
-    n_true = np.diff(truth.tocsr().indptr)[np.asarray(users, np.int64)]
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    idcg = np.cumsum(disc)[np.minimum(np.maximum(n_true, 1), k) - 1]
-    recall = hits.sum(axis=1) / np.maximum(n_true, 1)
-    ndcg = (hits * disc[: hits.shape[1]]).sum(axis=1) / idcg
-    return recall.astype(np.float64), ndcg.astype(np.float64)
+    rows = truth.tocsr()[np.asarray(users, np.int64)]
+    hits = hit_matrix(ids[:, :k], rows)
+    n_true = np.diff(rows.indptr)
+    return recall_at_k(hits, n_true, k), ndcg_at_k(hits, n_true, k)
 
 
 def evaluate_embeddings(

@@ -17,7 +17,7 @@ Losses (``TrainConfig.loss``):
   ``hard_negative_candidates`` draws), and L2 regularisation of the batch rows.
 
 Early stopping watches recall@k on a validation split carved from the training positives
-(:func:`gnn.data.carve_validation`); the best state is restored at the end, and
+(:func:`gnn.data.carve_early_stopping`); the best state is restored at the end, and
 ``refit_epochs`` more epochs may then train it on training plus validation positives (the
 carve only chooses the epoch; its edges are training data the final model should see).
 """
@@ -309,7 +309,9 @@ class Trainer:
 
     def _fit(self, task: EmbeddingTask, checkpoint, resume: bool, on_eval) -> TrainResult:
         cfg = self.config
-        refit = cfg.refit_epochs if task.val else 0
+        # ``epochs`` counts every epoch trained, the refit ones included (at least one main epoch)
+        refit = min(cfg.refit_epochs, cfg.epochs - 1) if task.val else 0
+        main_epochs = cfg.epochs - refit
         if refit and task.use_full_graph is None:
             raise InputError("refit_epochs needs a task that can switch to the full graph (LightGCN)")
         seed_everything(cfg.seed)
@@ -346,12 +348,12 @@ class Trainer:
         truth = [p.matrix() for p in task.val]
         stale = 0 if not result.history else _stale(result)
         bar = tqdm(
-            range(start_epoch, cfg.epochs),
+            range(start_epoch, main_epochs),
             desc=f"train {getattr(model, 'kind', 'model')}",
             unit="epoch",
             disable=not cfg.progress,
             initial=start_epoch,
-            total=cfg.epochs,
+            total=main_epochs,
         )
         t_train = result.train_seconds
         epoch_times: list[float] = []  # seconds of each epoch's steps, to reserve the refit's share
@@ -360,7 +362,7 @@ class Trainer:
             t0 = time.perf_counter()
             if cfg.lr_schedule == "cosine":
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+                    group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / main_epochs))
             model.train()
             if task.before_epoch is not None:
                 task.before_epoch(epoch, rng)
@@ -370,7 +372,7 @@ class Trainer:
             epoch_times.append(time.perf_counter() - t0)
             t_train += epoch_times[-1]
             record = {"epoch": epoch + 1, "loss": loss, "seconds": round(t_train, 3)}
-            last = epoch + 1 == cfg.epochs
+            last = epoch + 1 == main_epochs
             reserve = refit * grow * float(np.mean(epoch_times))
             out_of_time = cfg.time_budget_s is not None and t_train + reserve >= cfg.time_budget_s
             if task.val and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):

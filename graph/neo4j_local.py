@@ -2,8 +2,9 @@
 
 The server is Neo4j's embedded DBMS (``org.neo4j:neo4j`` from Maven Central) with the Bolt
 connector enabled on ``127.0.0.1``, started by a small Java launcher
-(``scripts/neo4j_launcher/Launcher.java``). It is the same kernel, Cypher runtime and Bolt
-server as the Neo4j Community server, minus the HTTP API and the browser.
+(``graph/neo4j_launcher/Launcher.java`` and its ``pom.xml``, package data of ``graph``, so
+installed copies carry them). It is the same kernel, Cypher runtime and Bolt server as the
+Neo4j Community server, minus the HTTP API and the browser.
 
 * :func:`provision` downloads the jars once (Maven, into ``~/.m2``), copies them into a cache
   directory (``~/.cache/graphrec/neo4j-<version>/``) and compiles the launcher. Later calls
@@ -15,6 +16,9 @@ server as the Neo4j Community server, minus the HTTP API and the browser.
   about a third off start-up.
 * :func:`neo4j_uri_from_env` returns ``NEO4J_URI``: when it is set (e.g. a ``docker compose``
   server), callers use that server instead of starting one.
+* :func:`main` is the command line (``scripts/neo4j_local.py``, ``python -m graph.neo4j_local``):
+  ``provision``, ``run -- CMD``, and background servers keyed by data directory (``start``,
+  ``status``, ``stop``).
 
 Authentication is disabled on the local server (it only listens on the loopback interface),
 so clients connect with ``neo4j.GraphDatabase.driver(uri, auth=None)``.
@@ -22,6 +26,7 @@ so clients connect with ``neo4j.GraphDatabase.driver(uri, auth=None)``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -32,6 +37,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -39,14 +45,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph.errors import InputError, StoreUnavailableError
+from graph.errors import GraphRecError, InputError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
+# The launcher's sources ship inside the package (package data of ``graph``), so an installed
+# copy finds them next to this module; GRAPHREC_NEO4J_LAUNCHER_DIR points elsewhere (development).
 LAUNCHER_DIR = Path(
-    os.environ.get(
-        "GRAPHREC_NEO4J_LAUNCHER_DIR", Path(__file__).resolve().parents[1] / "scripts" / "neo4j_launcher"
-    )
+    os.environ.get("GRAPHREC_NEO4J_LAUNCHER_DIR") or Path(__file__).resolve().parent / "neo4j_launcher"
 )
 MAIN_CLASS = "io.graphrec.neo4j.Launcher"
 READY_PREFIX = "NEO4J_READY "
@@ -684,3 +690,354 @@ def process_create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
         return None
+
+
+# -- the command line (scripts/neo4j_local.py; python -m graph.neo4j_local) -------------------
+
+CLI_DOC = """Run a real Neo4j Community 5.26 server locally, without Docker (jars from Maven Central).
+
+Needs a JDK 17 (or 21) and Maven; the first `provision` downloads about 125 MB into ~/.m2.
+The server listens on 127.0.0.1 only, with authentication disabled (connect with auth=None).
+When NEO4J_URI is set, `run` uses that server instead of starting one (e.g. `docker compose up -d`).
+
+Background servers are keyed by data directory: `start` for a directory that already has a
+running server prints that server's URI; for another directory it starts another server (on
+another free port). `status` lists them; `stop` stops the one server there is, or the one
+named by --data-dir, or all of them with --all.
+
+Examples:
+  python scripts/neo4j_local.py provision
+  export NEO4J_URI=$(python scripts/neo4j_local.py start)     # background server, prints its URI
+  python scripts/neo4j_local.py start --data-dir .graphrec/n2 # a second one, for another store
+  python scripts/neo4j_local.py status
+  python scripts/neo4j_local.py stop --data-dir .graphrec/n2  # or: stop --all
+  python scripts/neo4j_local.py run -- python -m pytest -q    # server just for this command
+"""
+
+STATE_FORMAT = 2
+#: Set by ``run`` next to NEO4J_URI: the URI is a server this tool started (not, say, Docker's).
+LOCAL_URI_ENV = "GRAPHREC_NEO4J_LOCAL_URI"
+
+
+def default_data_dir() -> Path:
+    """Where ``start`` keeps its Neo4j home: ``$XDG_DATA_HOME/graphrec/neo4j`` (``~/.local/share``)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "graphrec" / "neo4j"
+
+
+def default_state_file() -> Path:
+    return default_cache_root() / "neo4j-local.json"
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _load_servers(state_file: Path) -> dict[str, dict]:
+    """The recorded background servers, keyed by their (resolved) data directory."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    if "pid" in state and "data_dir" in state:  # format 1: one server per state file
+        return {state["data_dir"]: state}
+    servers = state.get("servers")
+    return dict(servers) if isinstance(servers, dict) else {}
+
+
+def _save_servers(state_file: Path, servers: dict[str, dict]) -> None:
+    if not servers:
+        state_file.unlink(missing_ok=True)
+        return
+    tmp = state_file.with_name(state_file.name + ".tmp")
+    tmp.write_text(json.dumps({"format": STATE_FORMAT, "servers": servers}, indent=1) + "\n")
+    os.replace(tmp, state_file)
+
+
+def _is_alive(record: dict) -> bool:
+    return is_launcher_process(record["pid"], record.get("create_time"))
+
+
+class _Registry:
+    """The background servers `start` left running, in one JSON file.
+
+    Every read-modify-write holds ``<state>.lock``; ``start`` also holds ``<state>.start.lock``
+    from its check to its record, so two `start`s for one directory cannot both launch a server,
+    while `status` and `stop` never wait for a server to come up.
+    """
+
+    def __init__(self, state_file: Path):
+        self.path = Path(state_file).expanduser()
+        self._lock = self.path.with_name(self.path.name + ".lock")
+        self.start_lock = self.path.with_name(self.path.name + ".start.lock")
+
+    def live(self) -> dict[str, dict]:
+        """The recorded servers still running; forgets the others."""
+        with _flock(self._lock):
+            servers = _load_servers(self.path)
+            alive = {key: rec for key, rec in servers.items() if _is_alive(rec)}
+            if alive != servers:
+                _save_servers(self.path, alive)
+        return alive
+
+    def add(self, record: dict) -> None:
+        with _flock(self._lock):
+            servers = _load_servers(self.path)
+            servers[record["data_dir"]] = record
+            _save_servers(self.path, servers)
+
+    def remove(self, record: dict) -> None:
+        with _flock(self._lock):
+            servers = _load_servers(self.path)
+            if servers.get(record["data_dir"], {}).get("pid") == record["pid"]:
+                del servers[record["data_dir"]]
+                _save_servers(self.path, servers)
+
+
+def _data_dir_key(data_dir: str | os.PathLike) -> str:
+    return str(Path(data_dir).expanduser().resolve())
+
+
+def _describe(servers: dict[str, dict]) -> str:
+    return "; ".join(f"{key} ({rec['uri']}, pid {rec['pid']})" for key, rec in sorted(servers.items()))
+
+
+def _cmd_provision(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    target = provision(args.cache_dir)
+    print(f"Neo4j {neo4j_version()} ready to start from {target} ({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    registry = _Registry(args.state_file)
+    key = _data_dir_key(args.data_dir or default_data_dir())
+    with _flock(registry.start_lock):
+        servers = registry.live()
+        running = servers.get(key)
+        if running is not None:
+            log.warning(
+                "already running for %s (pid %d); `stop --data-dir %s` first to change its settings",
+                key,
+                running["pid"],
+                key,
+            )
+            print(running["uri"])
+            return 0
+        server = LocalNeo4j(args.cache_dir).start(
+            data_dir=key,
+            port=args.port,
+            heap=args.heap,
+            pagecache=args.pagecache,
+            timeout=args.timeout,
+            detach=True,
+        )
+        record = {
+            "pid": server.pid,
+            "create_time": process_create_time(server.pid),
+            "uri": server.uri,
+            "data_dir": str(server.data_dir),
+            "log": str(server.log_path),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        registry.add(record)
+    log.info("started Neo4j (pid %d, data %s); state in %s", server.pid, server.data_dir, registry.path)
+    if servers:
+        log.info("also running: %s", _describe(servers))
+    print(server.uri)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    registry = _Registry(args.state_file)
+    servers = registry.live()
+    if args.all:
+        targets = servers
+    elif args.data_dir:
+        key = _data_dir_key(args.data_dir)
+        targets = {key: servers[key]} if key in servers else {}
+        if not targets:
+            log.info("no local Neo4j running for %s (recorded in %s)", key, registry.path)
+            return 0
+    elif len(servers) > 1:
+        log.error(
+            "%d local Neo4j servers are running: %s. Name one with --data-dir DIR, or stop them all with --all",
+            len(servers),
+            _describe(servers),
+        )
+        return 2
+    else:
+        targets = servers
+    if not targets:
+        log.info("no local Neo4j running (recorded in %s)", registry.path)
+        return 0
+    for key, rec in sorted(targets.items()):
+        if stop_pid(rec["pid"], timeout=args.timeout, create_time=rec.get("create_time")):
+            log.info("stopped Neo4j (pid %d, data %s)", rec["pid"], key)
+        else:
+            log.info("Neo4j (pid %d, data %s) was not running", rec["pid"], key)
+        registry.remove(rec)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import neo4j
+
+    servers = _Registry(args.state_file).live()
+    if args.data_dir:
+        key = _data_dir_key(args.data_dir)
+        servers = {key: servers[key]} if key in servers else {}
+    if not servers:
+        print(f"stopped {_data_dir_key(args.data_dir)}" if args.data_dir else "stopped")
+        return 3
+    rc = 0
+    for _, rec in sorted(servers.items()):
+        try:
+            with neo4j.GraphDatabase.driver(rec["uri"], auth=None, connection_timeout=5) as driver:
+                driver.verify_connectivity()
+            answer = "answering"
+        except Exception as exc:  # noqa: BLE001 - reported as is
+            answer = f"NOT answering ({exc})"
+            rc = 1
+        print(f"running {rec['uri']} pid={rec['pid']} data={rec['data_dir']} log={rec['log']} bolt {answer}")
+    return rc
+
+
+def _call(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run ``command`` to completion and return a shell-style exit code.
+
+    SIGTERM to this wrapper (a CI timeout) is passed on to the command; Ctrl-C reaches the
+    command through the terminal, so we keep waiting for it to finish its own teardown.
+    """
+    try:
+        child = subprocess.Popen(command, env=env)
+    except FileNotFoundError:
+        log.error("command not found: %s", command[0])
+        return 127
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+    while True:
+        try:
+            rc = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue
+    return 128 - rc if rc < 0 else rc
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SystemExit("run: give the command after --, e.g. `run -- python -m pytest -q`")
+    uri = neo4j_uri_from_env()
+    if uri:
+        log.info("NEO4J_URI is set; using %s", uri)
+        return _call(command)
+    server = LocalNeo4j(args.cache_dir)
+    with tempfile.TemporaryDirectory(prefix="graphrec-neo4j-run-") as tmp:
+        data_dir = Path(args.data_dir).expanduser() if args.data_dir else Path(tmp)
+        try:
+            server.start(
+                data_dir=data_dir,
+                port=args.port,
+                heap=args.heap,
+                pagecache=args.pagecache,
+                timeout=args.timeout,
+            )
+            log.info("running %s with NEO4J_URI=%s", command, server.uri)
+            env = {**os.environ, "NEO4J_URI": server.uri, LOCAL_URI_ENV: server.uri}
+            return _call(command, env=env)
+        finally:
+            server.stop()
+
+
+def main(argv: list[str] | None = None, prog: str = "neo4j_local.py") -> int:
+    """The command line; ``scripts/neo4j_local.py`` and ``python -m graph.neo4j_local`` run it."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=CLI_DOC.split("\n\n")[0],
+        epilog=CLI_DOC.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--cache-dir", type=Path, help=f"where provisioned jars live (default {default_cache_root()})"
+    )
+    p.add_argument(
+        "--state-file",
+        type=Path,
+        default=default_state_file(),
+        help="where `start` records its background servers (default %(default)s)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    s = sub.add_parser(
+        "provision", help="download the jars and compile the launcher (once; later runs are instant)"
+    )
+    s.set_defaults(func=_cmd_provision)
+
+    def server_options(s: argparse.ArgumentParser, data_help: str) -> None:
+        s.add_argument("--data-dir", help=data_help)
+        s.add_argument("--port", type=int, help="Bolt port on 127.0.0.1 (default: a free one)")
+        s.add_argument("--heap", default="1g", help="JVM heap (default %(default)s)")
+        s.add_argument("--pagecache", default="256m", help="Neo4j page cache (default %(default)s)")
+        s.add_argument(
+            "--timeout", type=float, default=180.0, help="seconds to wait for Bolt (default %(default)s)"
+        )
+
+    s = sub.add_parser(
+        "start",
+        help="start a background server for a data directory (unless one runs); prints its bolt:// URI",
+    )
+    server_options(
+        s,
+        f"Neo4j home: store and logs (default {default_data_dir()}, kept across restarts). "
+        "One server per directory: if this one already has a running server, prints its URI",
+    )
+    s.set_defaults(func=_cmd_start)
+
+    s = sub.add_parser("stop", help="stop background servers (SIGTERM, SIGKILL after --timeout)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--data-dir", help="stop the server of this directory (default: the only one running)")
+    which.add_argument("--all", action="store_true", help="stop every recorded server")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGKILL (default %(default)s)")
+    s.set_defaults(func=_cmd_stop)
+
+    s = sub.add_parser(
+        "status",
+        help="are the background servers running and answering? (exit 0 yes, 1 not answering, 3 stopped)",
+    )
+    s.add_argument("--data-dir", help="only the server of this directory (default: all)")
+    s.set_defaults(func=_cmd_status)
+
+    s = sub.add_parser(
+        "run",
+        help="run a command against NEO4J_URI, or a server started just for it",
+        description="Run CMD with NEO4J_URI set. Uses NEO4J_URI when already set; otherwise starts a local "
+        "server (fresh temporary store unless --data-dir), runs CMD, stops the server and exits with CMD's code.",
+        usage="%(prog)s [options] -- CMD [ARGS...]",
+    )
+    server_options(s, "Neo4j home (default: a temporary directory, deleted afterwards)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    s.set_defaults(func=_cmd_run)
+
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="neo4j_local: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except GraphRecError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,16 +10,23 @@ nothing:
 
 Endpoints that are not yet nodes are created. Reads stream column batches that
 :func:`graph.export.export_snapshot` assembles into a snapshot.
+
+:func:`open_store` turns a ``--store`` value into a store: a ``bolt://`` URI, ``neo4j`` (the
+server in ``NEO4J_URI``), ``None`` (``NEO4J_URI`` if set, else the default local store) or a
+directory.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from graph.errors import InputError
 
 
 @dataclass
@@ -107,13 +114,68 @@ class GraphStore(ABC):
         self.close()
 
 
-def open_store(target: str | Path, **kwargs) -> GraphStore:
-    """Open a store: a ``bolt://`` / ``neo4j://`` URI gives a Neo4jStore, a path a LocalStore."""
-    text = str(target)
-    if text.startswith(("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")):
-        from graph.neo4j_store import Neo4jStore
+#: The store that :func:`open_store` opens for no target when ``NEO4J_URI`` is unset
+#: (the same directory as the CLI's default ``--store``).
+DEFAULT_LOCAL_STORE = ".graphrec/store"
+#: The ``--store`` value that means "the Neo4j server named by ``NEO4J_URI``".
+NEO4J_FROM_ENV = "neo4j"
+_NEO4J_SCHEMES = ("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")
 
-        return Neo4jStore.connect(text, **kwargs)
+
+def open_store(target: str | Path | None = None, **kwargs) -> GraphStore:
+    """Open a store (the CLI's ``--store``), resolving ``target`` in this order:
+
+    1. a ``bolt://`` / ``neo4j://`` URI (also ``+s`` / ``+ssc``): a :class:`~graph.neo4j_store.Neo4jStore`
+       on that server. An explicit URI always wins; ``NEO4J_URI`` is not consulted.
+    2. the string ``"neo4j"``: the Neo4j server in ``NEO4J_URI`` (as ``docker-compose.yml`` and
+       ``scripts/neo4j_local.py run`` set it). Raises :class:`~graph.errors.InputError` when
+       ``NEO4J_URI`` is unset or not such a URI. For a local directory named ``neo4j`` write
+       ``./neo4j``.
+    3. ``None`` (no store given): ``NEO4J_URI`` when it is set, else the local store in
+       :data:`DEFAULT_LOCAL_STORE`.
+    4. anything else is a directory: a :class:`~graph.local_store.LocalStore` there, whatever
+       ``NEO4J_URI`` says.
+
+    Neo4j credentials come from ``NEO4J_USER`` (default ``neo4j``) and ``NEO4J_PASSWORD`` (no
+    authentication when it is unset) and the database from ``NEO4J_DATABASE``, in every case
+    where a Neo4jStore is opened; ``user=`` / ``password=`` / ``database=`` keywords override
+    them. Other keywords go to :meth:`Neo4jStore.connect <graph.neo4j_store.Neo4jStore.connect>`
+    or :class:`~graph.local_store.LocalStore`.
+    """
+    if target is None:
+        uri = _neo4j_uri_from_env(required=False)
+        if uri is None:
+            return _open_local(DEFAULT_LOCAL_STORE, **kwargs)
+        return _open_neo4j(uri, **kwargs)
+    text = str(target)
+    if text.startswith(_NEO4J_SCHEMES):
+        return _open_neo4j(text, **kwargs)
+    if isinstance(target, str) and text == NEO4J_FROM_ENV:
+        return _open_neo4j(_neo4j_uri_from_env(required=True), **kwargs)
+    return _open_local(target, **kwargs)
+
+
+def _neo4j_uri_from_env(*, required: bool) -> str | None:
+    uri = os.environ.get("NEO4J_URI", "").strip()
+    if not uri:
+        if required:
+            raise InputError(
+                f"store {NEO4J_FROM_ENV!r} means the Neo4j server in NEO4J_URI, which is not set; "
+                "set it (e.g. export NEO4J_URI=bolt://localhost:7687) or pass a bolt:// URI or a directory"
+            )
+        return None
+    if not uri.startswith(_NEO4J_SCHEMES):
+        raise InputError(f"NEO4J_URI={uri!r} is not a Neo4j URI (expected bolt://HOST:PORT or neo4j://...)")
+    return uri
+
+
+def _open_neo4j(uri: str, **kwargs) -> GraphStore:
+    from graph.neo4j_store import Neo4jStore
+
+    return Neo4jStore.connect(uri, **kwargs)
+
+
+def _open_local(directory: str | Path, **kwargs) -> GraphStore:
     from graph.local_store import LocalStore
 
-    return LocalStore(Path(target), **kwargs)
+    return LocalStore(Path(directory), **kwargs)

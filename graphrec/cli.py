@@ -1,4 +1,4 @@
-"""The ``graphrec`` command line: ingest, snapshot, demo, recommend, tune, evaluate, embed.
+"""The ``graphrec`` command line: ingest, snapshot, demo, recommend, fit, tune, evaluate, embed.
 
 Entry points talk (print results); libraries log. ``-v`` shows info logs.
 """
@@ -14,7 +14,12 @@ from graph.errors import GraphRecError
 
 log = logging.getLogger("graphrec")
 
-DEFAULT_STORE = ".graphrec/store"
+#: --store default: None = the Neo4j server in NEO4J_URI when set, else the local store .graphrec/store
+DEFAULT_STORE = None
+STORE_HELP = (
+    "local store directory, bolt:// / neo4j:// URI, or `neo4j` for the server in NEO4J_URI "
+    "(default: NEO4J_URI when set, else .graphrec/store)"
+)
 DEFAULT_DATA_DIR = "../shared/datasets"
 
 
@@ -37,7 +42,7 @@ def _add_ingest(sub) -> None:
     p.add_argument(
         "--store",
         default=DEFAULT_STORE,
-        help="local store directory or bolt:// / neo4j:// URI (default: %(default)s)",
+        help=STORE_HELP,
     )
     p.add_argument("--splits", default="train,val,test", help="dataset splits to load (default: %(default)s)")
     p.add_argument(
@@ -67,7 +72,7 @@ def _add_snapshot(sub) -> None:
         help="export a store to an immutable snapshot directory",
         description="Export the graph of a store to a snapshot (id vocabularies + CSR arrays, memory-mappable).",
     )
-    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or bolt:// URI")
+    p.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     p.add_argument("--out", required=True, help="snapshot directory to write")
     p.add_argument(
         "--batch-size", type=int, default=20_000, help="rows per read batch (default: %(default)s)"
@@ -102,14 +107,25 @@ def _add_recommend(sub) -> None:
         help="who to follow / tweet candidates for one user",
         description="Recommendations for a user from a store (or a saved snapshot), with reasons.",
     )
-    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or bolt:// URI")
+    p.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     p.add_argument("--snapshot", help="use this saved snapshot instead of exporting the store")
     p.add_argument(
         "--embeddings", help="embedding artifact directory (from `graphrec embed`) to add as a source"
     )
     p.add_argument("--config", help="tuned recommender config JSON (source weights)")
+    p.add_argument(
+        "--model",
+        help="a fitted recommender saved by `graphrec fit` (with --snapshot): no refitting per call",
+    )
     p.add_argument("--user", type=int, required=True, help="external user id")
-    p.add_argument("--kind", choices=["follows", "tweets"], default="follows", help="what to recommend")
+    p.add_argument(
+        "--task",
+        "--kind",
+        dest="task",
+        choices=["follows", "tweets"],
+        default="follows",
+        help="what to recommend",
+    )
     p.add_argument("-k", type=int, default=20, help="number of results (default: %(default)s)")
     p.add_argument("--explain", action="store_true", help="print the reason and per-source scores")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -122,6 +138,32 @@ def _add_recommend(sub) -> None:
     p.set_defaults(func=cmd_recommend)
 
 
+def _add_fit(sub) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="fit the recommender on a snapshot once and save it, for fast `recommend --model`",
+        description="Fit every weighted source of the recommender on a saved snapshot (precomputed lists "
+        "included) and save the fitted model; `graphrec recommend --snapshot S --model DIR` then answers "
+        "without refitting.",
+    )
+    p.add_argument("--snapshot", required=True, help="saved snapshot directory (`graphrec snapshot --out`)")
+    p.add_argument("--config", help="tuned recommender config JSON (`graphrec tune --out`)")
+    p.add_argument("--embeddings", help="embedding artifact directory (`graphrec embed --out`)")
+    p.add_argument("--out", required=True, help="directory to save the fitted recommender in")
+    p.set_defaults(func=cmd_fit)
+
+
+def cmd_fit(args) -> int:
+    from retrieval.recommender import Recommender
+
+    t0 = time.perf_counter()
+    rec = Recommender.from_artifacts(args.snapshot, embeddings_dir=args.embeddings, config_path=args.config)
+    rec.save(args.out)
+    sources = {task: sorted(s) for task, s in rec.sources.items()}
+    print(f"fitted in {time.perf_counter() - t0:.1f}s and saved to {args.out}; sources {sources}")
+    return 0
+
+
 def _add_tune(sub) -> None:
     p = sub.add_parser(
         "tune",
@@ -130,16 +172,18 @@ def _add_tune(sub) -> None:
         "pick the fusion weights that recall those items best (gated coordinate ascent). Writes a JSON "
         "config for `graphrec recommend --config` / `Recommender.load(config_path=...)`.",
     )
-    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or bolt:// URI")
+    p.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     p.add_argument("--snapshot", help="use this saved snapshot instead of exporting the store")
     p.add_argument("--out", required=True, help="config JSON to write")
     p.add_argument(
+        "--tasks",
         "--kinds",
+        dest="tasks",
         default="tweets,follows",
         help="what to tune: tweets, follows or both (default: %(default)s)",
     )
     p.add_argument(
-        "--val-users", type=int, default=2000, help="validation users sampled per kind (default: %(default)s)"
+        "--val-users", type=int, default=2000, help="validation users sampled per task (default: %(default)s)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default: %(default)s)")
     p.set_defaults(func=cmd_tune)
@@ -161,19 +205,19 @@ def cmd_tune(args) -> int:
 
         with open_store(args.store) as store:
             snap = export_snapshot(store, progress=False)
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    config, report = tune_config(snap, kinds=kinds, val_users=args.val_users, seed=args.seed)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    config, report = tune_config(snap, tasks=tasks, val_users=args.val_users, seed=args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     config.save(out)
-    for kind, rep in report.items():
+    for task, rep in report.items():
         if "skipped" in rep:
-            print(f"{kind}: skipped ({rep['skipped']})")
+            print(f"{task}: skipped ({rep['skipped']})")
             continue
         single = rep["single_source_val_recall@20"]
         best = max(single, key=single.get)
         print(
-            f"{kind}: weights {json.dumps({n: w for n, w in rep['weights'].items() if w})}; "
+            f"{task}: weights {json.dumps({n: w for n, w in rep['weights'].items() if w})}; "
             f"validation recall@20 {rep['val_recall@20']:.4f} (best single source {best} {single[best]:.4f}; "
             f"{rep['val_users']} users, {rep['seconds']:.1f}s)"
         )
@@ -192,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_snapshot(sub)
     _add_demo(sub)
     _add_recommend(sub)
+    _add_fit(sub)
     _add_tune(sub)
     from evaluation.cli import add_evaluate_parser
     from gnn.cli import add_embed_parser
@@ -251,7 +296,7 @@ def cmd_ingest(args) -> int:
         sent = ingest(store, cols, batch_size=args.batch_size, progress=not args.no_progress)
         counts = store.counts()
     dt = time.perf_counter() - t0
-    print(f"ingested {sum(sent.values()):,} rows into {args.store} in {dt:.1f}s")
+    print(f"ingested {sum(sent.values()):,} rows into {store} in {dt:.1f}s")
     _print_table("store now holds", counts)
     return 0
 
@@ -285,8 +330,16 @@ def load_recommender(args):
     """A Recommender from --snapshot/--embeddings/--config, or from the store's current graph."""
     from retrieval.recommender import Recommender, RecommenderConfig
 
+    if args.model:
+        if not args.snapshot:
+            raise GraphRecError("--model needs --snapshot (the snapshot the model was fitted on)")
+        if args.config or args.embeddings:
+            raise GraphRecError("--model already holds its config and embeddings; drop --config/--embeddings")
+        return Recommender.load(args.model, args.snapshot)
     if args.snapshot:
-        return Recommender.load(args.snapshot, embeddings_dir=args.embeddings, config_path=args.config)
+        return Recommender.from_artifacts(
+            args.snapshot, embeddings_dir=args.embeddings, config_path=args.config
+        )
     if args.embeddings:
         raise GraphRecError("--embeddings needs --snapshot (the snapshot the embeddings were trained on)")
     from graph.store import open_store
@@ -304,7 +357,7 @@ def cmd_recommend(args) -> int:
     rec = load_recommender(args)
     max_age = args.max_age_days * 86_400 if args.max_age_days is not None else None
     filters = FilterOptions(exclude=args.exclude, max_age_seconds=max_age)
-    if args.kind == "follows":
+    if args.task == "follows":
         results = rec.who_to_follow(args.user, args.k, filters=filters, strict=args.strict)
     else:
         results = rec.tweet_candidates(
@@ -313,7 +366,7 @@ def cmd_recommend(args) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
-    noun = "accounts to follow" if args.kind == "follows" else "tweet candidates"
+    noun = "accounts to follow" if args.task == "follows" else "tweet candidates"
     print(f"{noun} for user {args.user}:")
     for rank, r in enumerate(results, start=1):
         line = f"{rank:>3}. {r.id:>12}  score {r.score:.3f}"

@@ -1,12 +1,12 @@
-"""Tune the serving API's source weights on validation data carved from its own snapshot.
+"""Tune the recommender's source weights on validation data carved from its own snapshot.
 
-:class:`~retrieval.recommender.Recommender` fuses its sources with the weights of a
-:class:`~retrieval.recommender.RecommenderConfig`. :func:`tune_config` fits the same sources
-(:func:`~retrieval.recommender.default_sources`) on the snapshot minus 20% of a sample of
-users' items, and picks the weights that maximise recall@20 on those held-out items with the
-hybrid method's gated coordinate ascent (:func:`retrieval.tuning.coordinate_ascent`). The
-result is saved as JSON and loaded by ``graphrec recommend --config`` or
-``Recommender.load(..., config_path=...)``.
+:func:`tune_config` carves 20% of each user's history out of the snapshot
+(:func:`graph.carve.carve_validation`), builds the :class:`~retrieval.recommender.Recommender`
+a user would get on the rest (same catalogue, same depth, same fusion normalisation), caches
+each source's normalised lists for a sample of validation users, and picks the weights that
+maximise recall@k on the held-out items (:func:`retrieval.tuning.coordinate_ascent`). The
+result is a :class:`~retrieval.recommender.RecommenderConfig`, saved as JSON by
+``graphrec tune``.
 
 The embedding source keeps its configured weight: embeddings are trained on the whole
 snapshot, validation edges included, so scoring it on them would overrate it.
@@ -19,76 +19,87 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
+from graph.carve import carve_validation
 from graph.errors import GraphRecError
 from graph.snapshot import GraphSnapshot
-from retrieval.precomputed import PrecomputedSource
-from retrieval.recommender import RecommenderConfig, default_sources
-from retrieval.sources import KIND_FOLLOWS, KIND_TWEETS
-from retrieval.tuning import carve_validation, coordinate_ascent, exclusions, source_candidates
+from graph.tasks import TASK_TWEETS, TASKS, check_task
+from retrieval.catalogue import source_names, tunable
+from retrieval.recommender import Recommender, RecommenderConfig
+from retrieval.tuning import coordinate_ascent
 
 log = logging.getLogger(__name__)
-
-KINDS = (KIND_TWEETS, KIND_FOLLOWS)
 
 
 def tune_config(
     snap: GraphSnapshot,
     *,
     base: RecommenderConfig | None = None,
-    kinds: Sequence[str] = KINDS,
+    tasks: Sequence[str] = TASKS,
+    sources: Sequence[str] | None = None,
     val_users: int = 2000,
-    depth: int = 300,
     k: int = 20,
     seed: int = 0,
+    batch_size: int = 1024,
 ) -> tuple[RecommenderConfig, dict]:
-    """Source weights for ``kinds`` tuned on a validation carve of ``snap``; returns (config, report).
+    """Source weights for ``tasks`` tuned on a validation carve of ``snap``; returns (config, report).
 
-    Weights of kinds not tuned (or without data) and of the embedding source come from ``base``.
-    The report holds, per kind, the weights, the fused and single-source validation recall@k,
-    the number of validation users and the seconds spent.
+    ``sources`` limits the sources tried (default: every tunable catalogue source). Weights of
+    tasks not tuned (or without data) and of untunable sources (embeddings) come from
+    ``base``. The report holds, per task, the weights, the fused and single-source validation
+    recall@k, the number of validation users and the seconds spent.
     """
-    base = base or RecommenderConfig()
+    config = base or RecommenderConfig()
     if val_users < 1:
         raise GraphRecError(f"val_users must be >= 1, got {val_users}")
-    for kind in kinds:
-        if kind not in KINDS:
-            raise GraphRecError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
-    weights = {KIND_TWEETS: dict(base.tweet_weights), KIND_FOLLOWS: dict(base.follow_weights)}
     report: dict[str, dict] = {}
-    for kind in kinds:
-        has_data = snap.n_engagements if kind == KIND_TWEETS else snap.n_follows
-        if not has_data:
-            report[kind] = {
-                "skipped": f"the snapshot has no {'engagements' if kind == KIND_TWEETS else 'follows'}"
-            }
+    for task in tasks:
+        check_task(task)
+        if not (snap.n_engagements if task == TASK_TWEETS else snap.n_follows):
+            what = "engagements" if task == TASK_TWEETS else "follows"
+            report[task] = {"skipped": f"the snapshot has no {what}"}
             continue
         t0 = time.perf_counter()
-        val_train, truth = carve_validation(snap, kind, seed=seed)
+        val_train, truth = carve_validation(snap, task, seed=seed)
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
         if not len(users):
-            report[kind] = {"skipped": "no user has enough items to hold some out"}
+            report[task] = {"skipped": "no user has enough items to hold some out"}
             continue
         if len(users) > val_users:
             users = np.sort(np.random.default_rng(seed).choice(users, val_users, replace=False))
-        exclude = exclusions(val_train, kind)
-        cands = {}
-        for src in default_sources(val_train, kind):
-            # Score the validation users only: a precomputed source would score every user.
-            inner = src.inner if isinstance(src, PrecomputedSource) else src
-            inner.fit(val_train)
-            cands[src.name] = source_candidates(inner.scores, users, exclude, depth)
-        tuned, fused, single = coordinate_ascent(cands, truth[users], k=k)
-        weights[kind].update(tuned)
-        report[kind] = {
+        names = [n for n in (sources or source_names(task)) if tunable(task, n)]
+        trial = Recommender(
+            val_train,
+            config=config.with_weights(task, {n: 1.0 for n in names}),
+            tasks=[task],
+            serving=False,  # plain sources: only the validation users are scored
+        )
+        lists = _source_lists(trial, task, users, batch_size)
+        if not lists:
+            report[task] = {"skipped": "no source can be fed by this snapshot"}
+            continue
+        tuned, fused, single = coordinate_ascent(lists, truth[users], k=k)
+        kept = {n: w for n, w in config.weights(task).items() if not tunable(task, n)}
+        config = config.with_weights(task, {**tuned, **kept})
+        report[task] = {
             "weights": tuned,
             f"val_recall@{k}": fused,
             f"single_source_val_recall@{k}": single,
             "val_users": int(len(users)),
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        log.info("tuned %s weights %s (validation recall@%d %.4f)", kind, tuned, k, fused)
-    config = RecommenderConfig(
-        tweet_weights=weights[KIND_TWEETS], follow_weights=weights[KIND_FOLLOWS], fusion=base.fusion
-    )
+        log.info("tuned %s weights %s (validation recall@%d %.4f)", task, tuned, k, fused)
     return config, report
+
+
+def _source_lists(
+    rec: Recommender, task: str, users: np.ndarray, batch_size: int
+) -> dict[str, sp.csr_matrix]:
+    """Each source's normalised lists for ``users`` (rows aligned), computed in batches."""
+    blocks: dict[str, list[sp.csr_matrix]] = {}
+    for lo in range(0, len(users), batch_size):
+        _, parts = rec.fused_lists(task, users[lo : lo + batch_size])
+        for name, m in parts.items():
+            blocks.setdefault(name, []).append(m)
+    return {name: sp.vstack(ms, format="csr") for name, ms in blocks.items()}

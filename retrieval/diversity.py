@@ -30,13 +30,15 @@ def cap_exposure_share(ranked: np.ndarray, groups: np.ndarray, max_share: float,
 def mmr(
     ranked: np.ndarray, relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float = 0.7
 ) -> np.ndarray:
-    """Maximal marginal relevance: trade relevance against cosine similarity to what is already picked."""
+    """Maximal marginal relevance: trade relevance against cosine similarity to what is already picked.
+
+    ``relevance[i]`` is the score of ``ranked[i]``."""
     cand = ranked[: max(k * 5, k)]
     if len(cand) == 0:
         return cand.astype(np.int64)
     v = vectors[cand].astype(np.float32)
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    rel = relevance[cand].astype(np.float32)
+    rel = np.asarray(relevance, np.float32)[: len(cand)]
     rel = rel / max(float(np.abs(rel).max()), 1e-12)
     chosen: list[int] = []
     max_sim = np.full(len(cand), -np.inf, np.float32)

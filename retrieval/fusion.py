@@ -1,65 +1,61 @@
-"""Fusion of candidate-source scores: pure functions over score matrices."""
+"""Fusion of candidate lists: pure functions over sparse (users x targets) matrices.
+
+Every source's lists are normalised the same way for tuning and for serving, after the
+users' history is masked and each source has cut its own top ``depth``:
+
+* ``score``: each list divided by its own best score (so every source peaks at 1 per user);
+* ``rrf``: reciprocal rank, ``1 / (k0 + rank)`` (rank 1 = the source's best).
+
+The fused list is the weighted sum of the normalised lists.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import scipy.sparse as sp
 
 from graph.errors import GraphRecError
+from graph.ranking import lists_to_csr
 
 FUSION_METHODS = ("score", "rrf")
+RRF_K0 = 60.0
 
 
-def normalize_rows(scores: np.ndarray) -> np.ndarray:
-    """Scale each row into [0, 1] by its maximum (rows without a positive score stay 0)."""
-    scores = np.maximum(np.asarray(scores, np.float32), 0.0)
-    peak = scores.max(axis=1, keepdims=True)
-    return np.divide(scores, peak, out=np.zeros_like(scores), where=peak > 0)
+def check_fusion(method: str) -> str:
+    if method not in FUSION_METHODS:
+        raise GraphRecError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
+    return method
 
 
-def reciprocal_ranks(scores: np.ndarray, depth: int = 200, k0: float = 60.0) -> np.ndarray:
-    """Per row, 1 / (k0 + rank) for the top ``depth`` positive entries, 0 elsewhere."""
-    scores = np.asarray(scores, np.float32)
-    n_rows, n_cols = scores.shape
-    depth = min(depth, n_cols)
-    out = np.zeros_like(scores)
-    if depth == 0:
-        return out
-    part = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    ranked = np.take_along_axis(part, order, axis=1)
-    ranked_vals = np.take_along_axis(vals, order, axis=1)
-    rr = (1.0 / (k0 + np.arange(1, depth + 1, dtype=np.float32)))[None, :] * (ranked_vals > 0)
-    np.put_along_axis(out, ranked, rr.astype(np.float32), axis=1)
-    return out
+def normalised_lists(
+    ids: np.ndarray, vals: np.ndarray, n_targets: int, method: str = "score"
+) -> sp.csr_matrix:
+    """One source's candidate lists ``(ids, vals)`` (best first, -1 = empty) as normalised CSR rows."""
+    check_fusion(method)
+    ok = (ids >= 0) & (vals > 0)
+    if method == "score":
+        peak = np.where(ok, vals, 0).max(axis=1, keepdims=True) if vals.size else np.zeros((len(vals), 1))
+        norm = np.divide(vals, peak, out=np.zeros_like(vals, dtype=np.float32), where=peak > 0)
+    else:
+        rank = np.cumsum(ok, axis=1)  # lists are best first: the j-th valid entry has rank j
+        norm = (1.0 / (RRF_K0 + rank)).astype(np.float32)
+    return lists_to_csr(np.where(ok, ids, -1), np.where(ok, norm, 0).astype(np.float32), n_targets)
 
 
 def fuse(
-    per_source: dict[str, np.ndarray],
-    weights: dict[str, float],
-    *,
-    method: str = "score",
-    rrf_depth: int = 200,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Weighted fusion. Returns the fused matrix and each source's weighted, normalised part.
-
-    ``score``: weighted sum of row-normalised scores. ``rrf``: weighted reciprocal rank fusion.
-    """
-    if method not in FUSION_METHODS:
-        raise GraphRecError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
-    unknown = set(weights) - set(per_source)
+    parts: Mapping[str, sp.csr_matrix], weights: Mapping[str, float]
+) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
+    """Weighted sum of normalised lists; returns the fused rows and each source's weighted part."""
+    unknown = set(weights) - set(parts)
     if unknown:
         raise GraphRecError(f"weights given for unknown sources: {sorted(unknown)}")
-    parts: dict[str, np.ndarray] = {}
+    weighted = {name: m * float(weights[name]) for name, m in parts.items() if weights.get(name)}
+    if not weighted:
+        shape = next(iter(parts.values())).shape if parts else (0, 0)
+        return sp.csr_matrix(shape, dtype=np.float32), {}
     fused = None
-    for name, scores in per_source.items():
-        w = float(weights.get(name, 0.0))
-        if w == 0.0:
-            continue
-        part = w * (normalize_rows(scores) if method == "score" else reciprocal_ranks(scores, rrf_depth))
-        parts[name] = part
-        fused = part.copy() if fused is None else fused + part
-    if fused is None:
-        shape = next(iter(per_source.values())).shape if per_source else (0, 0)
-        fused = np.zeros(shape, np.float32)
-    return fused, parts
+    for m in weighted.values():
+        fused = m.copy() if fused is None else fused + m
+    return fused.tocsr(), weighted

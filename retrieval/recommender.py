@@ -1,42 +1,40 @@
 """The Python API: ``Recommender.who_to_follow`` and ``Recommender.tweet_candidates``.
 
-Explicit stages, each small and replaceable:
-sources -> filters -> fusion -> diversity -> explanation.
+One candidate pipeline, in explicit stages: sources (the catalogue's, each returning sparse
+candidate lists with the user's history left out) -> fusion (per-source normalised lists,
+weighted) -> request filters -> popularity backfill -> diversity -> explanation. The batch
+path :meth:`Recommender.rank` runs the same stages without per-request options: it is what
+``graphrec evaluate --method recommender`` scores and what ``graphrec tune`` tunes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from graph.errors import GraphRecError, SnapshotError
+from graph.ranking import select_candidates
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, TASKS, check_task, exclusion_matrix, n_targets, target_ids
 from retrieval import explain
+from retrieval.catalogue import DEFAULT_DEPTH, BuildContext, build_sources, check_weights, default_weights
 from retrieval.diversity import cap_exposure_share, cap_per_group, mmr
-from retrieval.filters import FilterOptions, apply_filters
-from retrieval.fusion import fuse
+from retrieval.filters import FilterOptions, RequestFilter, compile_filters
+from retrieval.fusion import check_fusion, fuse, normalised_lists
 from retrieval.precomputed import PrecomputedSource
 from retrieval.sources import (
-    KIND_FOLLOWS,
-    KIND_TWEETS,
+    CandidateSource,
     CoEngagementSource,
     CoFollowSource,
-    ContentSource,
-    EmbeddingSource,
-    FollowBackSource,
-    FolloweeEngagementSource,
     PopularitySource,
-    RecencySource,
-    SecondHopSource,
-    SimilarEngagersSource,
     SimilarUsersSource,
-    Source,
-    SpectralSource,
     best_anchor,
     history_mask,
 )
@@ -44,11 +42,8 @@ from retrieval.sources import (
 log = logging.getLogger(__name__)
 
 MAX_K = 10_000
-#: Catalogue size above which the item-item spectral filter is left out (its matrix grows as n^2).
-SPECTRAL_MAX_TWEETS = 120_000
-#: Snapshots with at most this many users run the random-walk sources for every user at fit
-#: (parallel batch walks, served from memory); larger ones walk per call on one thread.
-WALK_PRECOMPUTE_MAX_USERS = 50_000
+#: Format of a saved fitted recommender (``Recommender.save``); bumped on incompatible change.
+MODEL_FORMAT = 1
 
 
 class UnknownUserError(GraphRecError):
@@ -70,123 +65,92 @@ class Recommendation:
 
 @dataclass
 class RecommenderConfig:
-    """Source weights per kind (tuned on validation data by ``retrieval.tuning``) and fusion settings."""
+    """Source weights per task (tuned on validation data by ``graphrec tune``), fusion settings
+    and the number of candidates each source contributes (``depth``)."""
 
-    tweet_weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "spectral": 1.0,
-            "co_engagement": 0.3,
-            "followee_engagement": 0.3,
-            "similar_users": 0.3,
-            "embedding": 0.5,
-            "pixie": 0.3,
-            "content": 0.1,
-            "popular": 0.05,
-            "recent": 0.02,
-        }
-    )
-    follow_weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "second_hop": 1.0,
-            "follow_back": 0.6,
-            "co_follow": 0.6,
-            "similar_engagers": 0.1,
-            "salsa": 0.3,
-            "embedding": 0.3,
-            "popular": 0.05,
-        }
-    )
+    tweet_weights: dict[str, float] = field(default_factory=lambda: default_weights(TASK_TWEETS))
+    follow_weights: dict[str, float] = field(default_factory=lambda: default_weights(TASK_FOLLOWS))
     fusion: str = "score"
+    depth: int = DEFAULT_DEPTH
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_weights(TASK_TWEETS, self.tweet_weights)
+        check_weights(TASK_FOLLOWS, self.follow_weights)
+        check_fusion(self.fusion)
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise GraphRecError(f"depth must be a positive integer, got {self.depth!r}")
+
+    def weights(self, task: str) -> dict[str, float]:
+        return self.tweet_weights if check_task(task) == TASK_TWEETS else self.follow_weights
+
+    def with_weights(self, task: str, weights: Mapping[str, float]) -> RecommenderConfig:
+        """A copy with ``task``'s weights replaced."""
+        d = asdict(self)
+        d["tweet_weights" if check_task(task) == TASK_TWEETS else "follow_weights"] = dict(weights)
+        return RecommenderConfig(**d)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | Path) -> RecommenderConfig:
-        return cls(**json.loads(Path(path).read_text()))
-
-
-def default_sources(
-    snap: GraphSnapshot,
-    kind: str,
-    *,
-    user_vectors: np.ndarray | None = None,
-    tweet_vectors: np.ndarray | None = None,
-) -> list[Source]:
-    """The sources a kind uses on this snapshot (only those the data can feed)."""
-    if kind == KIND_TWEETS:
-        sources: list[Source] = [CoEngagementSource(), PopularitySource(KIND_TWEETS, half_life_days=3.0)]
-        if snap.n_tweets <= SPECTRAL_MAX_TWEETS:
-            # The spectral filter is cheap per batch and slow per call: serve its batch-computed lists.
-            sources.append(PrecomputedSource(SpectralSource()))
-        if snap.n_follows:
-            sources.append(FolloweeEngagementSource())
-        if snap.n_engagements:
-            sources.append(SimilarUsersSource())
-        if int(np.asarray(snap.tweet_created).max(initial=0)) > 0:
-            sources.append(RecencySource())
-        if snap.tweet_texts:
-            sources.append(ContentSource())
-        sources += _walk_sources(snap, "pixie")
-        if user_vectors is not None and tweet_vectors is not None:
-            sources.append(EmbeddingSource(user_vectors, tweet_vectors, KIND_TWEETS))
-        return sources
-    sources = (
-        [PopularitySource(KIND_FOLLOWS), SimilarEngagersSource()]
-        if snap.n_engagements
-        else [PopularitySource(KIND_FOLLOWS)]
-    )
-    if snap.n_follows:
-        sources += [SecondHopSource(), FollowBackSource(), CoFollowSource()]
-    sources += _walk_sources(snap, "salsa")
-    if user_vectors is not None:
-        sources.append(EmbeddingSource(user_vectors, user_vectors, KIND_FOLLOWS))
-    return sources
-
-
-def _walk_sources(snap: GraphSnapshot, name: str) -> list[Source]:
-    from retrieval.hybrid import walk_source
-
-    src = walk_source(name, snap)
-    if src is None:
-        return []
-    # A walk costs milliseconds per user: on snapshots of moderate size, walking for everyone
-    # once (in parallel) is cheaper than one walk per call, and keeps each call under a millisecond.
-    return [PrecomputedSource(src) if snap.n_users <= WALK_PRECOMPUTE_MAX_USERS else src]
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GraphRecError(f"{path}: cannot read a recommender config: {exc}") from exc
+        if not isinstance(data, dict):
+            raise GraphRecError(f"{path}: a recommender config is a JSON object")
+        unknown = set(data) - {"tweet_weights", "follow_weights", "fusion", "depth", "seed"}
+        if unknown:
+            raise GraphRecError(f"{path}: unknown config field(s) {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except GraphRecError as exc:
+            raise GraphRecError(f"{path}: {exc}") from None
 
 
 class Recommender:
-    """Candidates for a user from a snapshot and its fitted sources."""
+    """Candidates for a user from a snapshot and its fitted sources.
+
+    ``sources`` (optional) replaces the catalogue's sources of a task with your own objects
+    following :class:`~retrieval.sources.CandidateSource`; ``tasks`` limits what is fitted.
+    """
 
     def __init__(
         self,
         snap: GraphSnapshot,
         *,
         config: RecommenderConfig | None = None,
-        tweet_sources: Sequence[Source] | None = None,
-        follow_sources: Sequence[Source] | None = None,
+        sources: Mapping[str, Sequence[CandidateSource]] | None = None,
         user_vectors: np.ndarray | None = None,
         tweet_vectors: np.ndarray | None = None,
+        tasks: Sequence[str] = TASKS,
+        serving: bool = True,
     ):
         self.snap = snap
         self.config = config or RecommenderConfig()
         self.user_vectors, self.tweet_vectors = user_vectors, tweet_vectors
-        if tweet_sources is None:
-            tweet_sources = default_sources(
-                snap, KIND_TWEETS, user_vectors=user_vectors, tweet_vectors=tweet_vectors
+        self.tasks = tuple(check_task(t) for t in tasks)
+        context = BuildContext(self.config.seed, user_vectors, tweet_vectors)
+        self.sources: dict[str, dict[str, CandidateSource]] = {}
+        self._exclude: dict[str, sp.csr_matrix] = {}
+        self._cold: dict[str, PopularitySource] = {}
+        for task in self.tasks:
+            weights = self.config.weights(task)
+            # Only sources with a weight are built and fitted: a tuned config may switch off an expensive one.
+            if sources is not None and task in sources:
+                chosen = {s.name: s for s in sources[task] if weights.get(s.name)}
+            else:
+                names = [n for n, w in weights.items() if w]
+                chosen = build_sources(
+                    snap, task, names, context=context, serving=serving, depth=self.config.depth
+                )
+            self.sources[task] = {name: s.fit(snap) for name, s in chosen.items()}
+            self._exclude[task] = exclusion_matrix(snap, task)
+            self._cold[task] = PopularitySource(task, half_life_days=3.0 if task == TASK_TWEETS else 0.0).fit(
+                snap
             )
-        if follow_sources is None:
-            follow_sources = default_sources(snap, KIND_FOLLOWS, user_vectors=user_vectors)
-        # Only sources with a weight are fitted: a tuned config may switch off an expensive one.
-        tw, fw = self.config.tweet_weights, self.config.follow_weights
-        self.sources = {
-            KIND_TWEETS: {s.name: s.fit(snap) for s in tweet_sources if tw.get(s.name)},
-            KIND_FOLLOWS: {s.name: s.fit(snap) for s in follow_sources if fw.get(s.name)},
-        }
-        self._cold = {
-            KIND_TWEETS: PopularitySource(KIND_TWEETS, half_life_days=3.0).fit(snap),
-            KIND_FOLLOWS: PopularitySource(KIND_FOLLOWS).fit(snap),
-        }
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -197,25 +161,84 @@ class Recommender:
         return cls(export_snapshot(store, progress=False), **kwargs)
 
     @classmethod
-    def load(cls, snapshot_dir: str | Path, *, embeddings_dir: str | Path | None = None, config_path=None):
-        """Build from artifacts: a saved snapshot, optionally an embedding artifact and a tuned config.
+    def from_artifacts(
+        cls,
+        snapshot_dir: str | Path,
+        *,
+        embeddings_dir: str | Path | None = None,
+        config_path: str | Path | None = None,
+        **kwargs,
+    ) -> Recommender:
+        """Fit on a saved snapshot, optionally with an embedding artifact (``graphrec embed --out``)
+        and a tuned config (``graphrec tune --out``).
 
         Raises :class:`SnapshotError` when the embeddings were trained on another snapshot.
         """
+        from gnn.artifacts import load_artifact
+
         snap = GraphSnapshot.load(snapshot_dir)
         user_vectors = tweet_vectors = None
-        if embeddings_dir is not None:
-            meta_path = Path(embeddings_dir) / "config.json"
-            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-            if meta.get("snapshot_id") != snap.snapshot_id:
-                raise SnapshotError(
-                    f"embeddings in {embeddings_dir} come from snapshot {meta.get('snapshot_id')!r}, not from "
-                    f"{snap.snapshot_id!r} in {snapshot_dir}; re-run `graphrec embed` on this snapshot"
-                )
-            user_vectors = np.load(Path(embeddings_dir) / "user_embeddings.npy")
-            tweet_vectors = np.load(Path(embeddings_dir) / "tweet_embeddings.npy")
+        if embeddings_dir is not None:  # an artifact directory, or `graphrec embed --out` with its LATEST
+            artifact = load_artifact(embeddings_dir, snapshot_id=snap.snapshot_id)
+            user_vectors, tweet_vectors = artifact.user_vectors, artifact.tweet_vectors
         config = RecommenderConfig.load(config_path) if config_path else None
-        return cls(snap, config=config, user_vectors=user_vectors, tweet_vectors=tweet_vectors)
+        return cls(snap, config=config, user_vectors=user_vectors, tweet_vectors=tweet_vectors, **kwargs)
+
+    def save(self, path: str | Path) -> None:
+        """Save the fitted recommender (config + fitted sources) to directory ``path``.
+
+        The snapshot is not copied: :meth:`load` takes it again and checks its id. The sources
+        are pickled: load only models you (or your own jobs) saved.
+        """
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {
+            "sources": self.sources,
+            "user_vectors": self.user_vectors,
+            "tweet_vectors": self.tweet_vectors,
+            "tasks": self.tasks,
+        }
+        tmp = out / "model.pkl.tmp"
+        with open(tmp, "wb") as fh:
+            _SnapshotPickler(fh, self.snap).dump(state)
+        tmp.replace(out / "model.pkl")
+        self.config.save(out / "config.json")
+        meta = {"format": MODEL_FORMAT, "snapshot_id": self.snap.snapshot_id, "tasks": list(self.tasks)}
+        (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, snapshot: GraphSnapshot | str | Path) -> Recommender:
+        """A recommender saved by :meth:`save`, bound to ``snapshot`` (a snapshot or its directory).
+
+        Raises :class:`SnapshotError` when the model was fitted on another snapshot.
+        """
+        path = Path(path)
+        snap = snapshot if isinstance(snapshot, GraphSnapshot) else GraphSnapshot.load(snapshot)
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GraphRecError(f"{path}: not a saved recommender (meta.json: {exc})") from None
+        if meta.get("format") != MODEL_FORMAT:
+            raise GraphRecError(
+                f"{path}: model format {meta.get('format')!r}, this version reads {MODEL_FORMAT}"
+            )
+        if meta.get("snapshot_id") != snap.snapshot_id:
+            raise SnapshotError(
+                f"the model in {path} was fitted on snapshot {meta.get('snapshot_id')!r}, not on "
+                f"{snap.snapshot_id!r}; fit it again on this snapshot"
+            )
+        with open(path / "model.pkl", "rb") as fh:
+            state = _SnapshotUnpickler(fh, snap).load()
+        rec = cls.__new__(cls)
+        rec.snap, rec.config = snap, RecommenderConfig.load(path / "config.json")
+        rec.user_vectors, rec.tweet_vectors = state["user_vectors"], state["tweet_vectors"]
+        rec.tasks, rec.sources = tuple(state["tasks"]), state["sources"]
+        rec._exclude = {t: exclusion_matrix(snap, t) for t in rec.tasks}
+        rec._cold = {
+            t: PopularitySource(t, half_life_days=3.0 if t == TASK_TWEETS else 0.0).fit(snap)
+            for t in rec.tasks
+        }
+        return rec
 
     # -- public API ------------------------------------------------------------
     def who_to_follow(
@@ -235,16 +258,7 @@ class Recommender:
         ``strict=True``, which raises :class:`UnknownUserError`.
         """
         return self._recommend(
-            KIND_FOLLOWS,
-            user_id,
-            k,
-            filters or FilterOptions(),
-            explain,
-            strict,
-            None,
-            None,
-            max_group_share,
-            groups,
+            TASK_FOLLOWS, user_id, k, filters, explain, strict, None, None, max_group_share, groups
         )
 
     def tweet_candidates(
@@ -267,10 +281,10 @@ class Recommender:
         share of any author group (``groups`` maps user index -> group).
         """
         return self._recommend(
-            KIND_TWEETS,
+            TASK_TWEETS,
             user_id,
             k,
-            filters or FilterOptions(),
+            filters,
             explain,
             strict,
             per_author_cap,
@@ -291,62 +305,95 @@ class Recommender:
         """:meth:`tweet_candidates` for many users."""
         return [self.tweet_candidates(u, k, **kwargs) for u in user_ids]
 
-    # -- pipeline ----------------------------------------------------------------
+    # -- the pipeline ------------------------------------------------------------
+    def fused_lists(self, task: str, users: np.ndarray) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
+        """Stages 1-2 for a batch of users (dense indices): every weighted source's top ``depth``
+        candidates (history left out), normalised and fused. Returns the fused rows and each
+        source's weighted part."""
+        task = self._check_fitted(task)
+        users = np.asarray(users, np.int64)
+        exclude = self._exclude[task][users]
+        weights = self.config.weights(task)
+        n = n_targets(self.snap, task)
+        parts = {
+            name: normalised_lists(*src.candidates(users, self.config.depth, exclude), n, self.config.fusion)
+            for name, src in self.sources[task].items()
+            if weights.get(name)
+        }
+        if not parts:
+            return sp.csr_matrix((len(users), n), dtype=np.float32), {}
+        return fuse(parts, {name: weights[name] for name in parts})
+
+    def rank(self, task: str, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The served candidates for a batch of users without per-request options:
+        ``(ids, scores)`` of dense target indices, best first (-1 / 0 in empty slots). This is
+        what the evaluation scores and the weight tuning tunes."""
+        k = _check_k(k)
+        fused, _ = self.fused_lists(task, users)
+        fused = self._backfill(task, np.asarray(users, np.int64), fused, k, None)
+        return select_candidates(fused, k)
+
     def _recommend(
-        self, kind, user_id, k, filters, want_reason, strict, author_cap, mmr_lambda, share, groups
+        self, task, user_id, k, filters, want_reason, strict, author_cap, mmr_lambda, share, groups
     ):
         k = _check_k(k)
-        snap = self.snap
-        idx = snap.user_index([_check_id(user_id)], strict=False)[0]
+        task = self._check_fitted(task)
+        filters = filters or FilterOptions()
+        idx = int(self.snap.user_index([_check_id(user_id)], strict=False)[0])
         if idx < 0:
             if strict:
                 raise UnknownUserError(
                     f"unknown user id {user_id}; pass strict=False for the cold-start path"
                 )
-            return self._cold_start(kind, k, filters)
-        users = np.array([idx])
-        weights = self.config.tweet_weights if kind == KIND_TWEETS else self.config.follow_weights
-        per_source = {
-            name: src.scores(users)[0] for name, src in self.sources[kind].items() if weights.get(name)
-        }
-        if not per_source:
-            return self._cold_start(kind, k, filters)
-        stacked = {name: s[None, :] for name, s in per_source.items()}
-        fused, parts = fuse(stacked, {n: weights[n] for n in per_source}, method=self.config.fusion)
-        row = fused[0]
-        unknown = apply_filters(snap, kind, int(idx), row, filters)
+            request, unknown = compile_filters(self.snap, task, None, filters)
+            return self._cold_start(task, k, request)
+        request, unknown = compile_filters(self.snap, task, idx, filters)
         if unknown:
             log.info("ignored %d unknown ids in filters: %s", len(unknown), unknown[:5])
-        if np.count_nonzero(row > 0) < k:
-            self._backfill(kind, row)
-        ranked = _ranked(row, max(k * 5, k) if (author_cap or mmr_lambda or share) else k)
-        ranked = self._diversify(kind, ranked, row, k, author_cap, mmr_lambda, share, groups)
-        out = []
+        users = np.array([idx])
+        fused, parts = self.fused_lists(task, users)
+        if not request.is_empty and fused.nnz:
+            fused.data[~request.keep(fused.indices)] = 0.0
+            fused.eliminate_zeros()
+        fused = self._backfill(task, users, fused, k, request)
+        diversify = bool(author_cap or mmr_lambda is not None or share)
+        ranked, scores = select_candidates(fused, max(k * 5, k) if diversify else k)
+        ranked, scores = ranked[0][ranked[0] >= 0], scores[0][ranked[0] >= 0]
+        if diversify:
+            ranked = self._diversify(task, ranked, scores, k, author_cap, mmr_lambda, share, groups)
+            scores = _row_values(fused, ranked)
+        return self._explained(task, idx, ranked[:k], scores[:k], parts, want_reason)
+
+    def _explained(self, task, idx, ranked, scores, parts, want_reason) -> list[Recommendation]:
         names = list(parts)
-        shares = np.stack([parts[n][0, ranked] for n in names]) if names else np.zeros((0, len(ranked)))
-        masks: dict = {}  # per-call history masks, shared by every explained candidate
+        shares = (
+            np.stack([_row_values(parts[n], ranked) for n in names]) if names else np.zeros((0, len(ranked)))
+        )
+        ids = target_ids(self.snap, task)
+        memo: dict = {}  # per-call history masks and neighbours, shared by every explained candidate
+        out = []
         for col, t in enumerate(ranked.tolist()):
             contrib = {n: float(v) for n, v in zip(names, shares[:, col].tolist()) if v > 0}
-            if not contrib:  # a backfilled target: no source scored it
-                contrib = {"popular": float(row[t])}
-            reason = ""
-            if want_reason:
-                best = _explaining_source(contrib)
-                reason = self._reason(kind, int(idx), t, best, masks)
-            target_ids = snap.user_ids if kind == KIND_FOLLOWS else snap.tweet_ids
-            out.append(Recommendation(int(target_ids[t]), float(row[t]), contrib, reason))
+            if not contrib:  # a backfilled target: no source proposed it
+                contrib = {"popular": float(scores[col])}
+            reason = self._reason(task, idx, t, _explaining_source(contrib), memo) if want_reason else ""
+            out.append(Recommendation(int(ids[t]), float(scores[col]), contrib, reason))
         return out
 
-    def _diversify(self, kind, ranked, row, k, author_cap, mmr_lambda, share, groups):
-        if kind == KIND_TWEETS and mmr_lambda is not None:
+    def _check_fitted(self, task: str) -> str:
+        check_task(task)
+        if task not in self.sources:
+            raise GraphRecError(f"this recommender was fitted for {', '.join(self.tasks)} only, not {task!r}")
+        return task
+
+    def _diversify(self, task, ranked, scores, k, author_cap, mmr_lambda, share, groups) -> np.ndarray:
+        if task == TASK_TWEETS and mmr_lambda is not None:
             if self.tweet_vectors is None:
                 raise GraphRecError(
                     "mmr_lambda needs tweet embeddings; build the Recommender with tweet_vectors"
                 )
-            ranked = mmr(
-                ranked, np.where(np.isfinite(row), row, 0), self.tweet_vectors, max(k * 2, k), mmr_lambda
-            )
-        if kind == KIND_TWEETS and author_cap is not None:
+            ranked = mmr(ranked, scores, self.tweet_vectors, max(k * 2, k), mmr_lambda)
+        if task == TASK_TWEETS and author_cap is not None:
             if author_cap < 1:
                 raise GraphRecError(f"per_author_cap must be >= 1, got {author_cap}")
             ranked = cap_per_group(ranked, np.asarray(self.snap.tweet_author), author_cap, len(ranked))
@@ -355,61 +402,125 @@ class Recommender:
                 raise GraphRecError(f"max_group_share must be in (0, 1], got {share}")
             if groups is None:
                 raise GraphRecError("max_group_share needs `groups` (a group label per user index)")
-            owner = ranked if kind == KIND_FOLLOWS else np.asarray(self.snap.tweet_author)[ranked]
+            owner = ranked if task == TASK_FOLLOWS else np.asarray(self.snap.tweet_author)[ranked]
             group_of_item = np.full(int(ranked.max(initial=-1)) + 1, -1, np.int64)
             group_of_item[ranked] = np.where(owner >= 0, np.asarray(groups)[np.maximum(owner, 0)], -1)
             ranked = cap_exposure_share(ranked, group_of_item, share, k)
         return ranked[:k]
 
-    def _reason(self, kind: str, user: int, target: int, source: str, masks: dict) -> str:
-        anchor = -1
-        src = self.sources[kind].get(source)
-        if kind == KIND_TWEETS:
-            co = self.sources[KIND_TWEETS].get("co_engagement")
+    def _reason(self, task: str, user: int, target: int, source: str, memo: dict) -> str:
+        src = _unwrapped(self.sources[task].get(source))
+        if task == TASK_TWEETS:
+            anchor = -1
+            co = _unwrapped(self.sources[TASK_TWEETS].get("co_engagement"))
             if source in ("co_engagement", "spectral", "pixie") and isinstance(co, CoEngagementSource):
-                if "engaged" not in masks:
-                    masks["engaged"] = history_mask(co.r, user)
-                anchor = co.best_anchor(user, target, masks["engaged"])
+                if "engaged" not in memo:
+                    memo["engaged"] = history_mask(co.r, user)
+                anchor = co.best_anchor(user, target, memo["engaged"])
             peers = None
             if source == "similar_users" and isinstance(src, SimilarUsersSource):
-                if "peers" not in masks:  # once per call: the user's neighbours, most similar first
+                if "peers" not in memo:  # once per call: the user's neighbours, most similar first
                     nb = src.neighbours(np.array([user]))
-                    masks["peers"] = nb.indices[np.lexsort((nb.indices, -nb.data))]
-                peers = masks["peers"]
+                    memo["peers"] = nb.indices[np.lexsort((nb.indices, -nb.data))]
+                peers = memo["peers"]
             return explain.tweet_reason(self.snap, user, target, source, anchor, peers)
+        anchor = -1
         if source == "co_follow" and isinstance(src, CoFollowSource):
-            if "followed" not in masks:
-                masks["followed"] = history_mask(src.f, user)
-            anchor = best_anchor(src.f, src.sim_t, user, target, masks["followed"])
+            if "followed" not in memo:
+                memo["followed"] = history_mask(src.f, user)
+            anchor = best_anchor(src.f, src.sim_t, user, target, memo["followed"])
         return explain.follow_reason(self.snap, user, target, source, anchor)
 
-    def _backfill(self, kind: str, row: np.ndarray) -> None:
-        """The sources found fewer than k targets: rank the other unfiltered targets by popularity,
-        below every sourced one (in place; filtered targets are already -inf and stay so)."""
-        pop = np.asarray(self._cold[kind].pop, dtype=np.float64)
-        fill = (row == 0) & (pop > 0)
-        if not fill.any():
-            return
-        sourced = row[row > 0]
-        floor = float(sourced.min()) if len(sourced) else 1.0
-        row[fill] = 0.5 * floor * pop[fill] / pop[fill].max()
+    def _backfill(
+        self, task: str, users: np.ndarray, fused: sp.csr_matrix, k: int, request: RequestFilter | None
+    ) -> sp.csr_matrix:
+        """Rows with fewer than ``k`` candidates get the most popular targets they lack (passing
+        the same exclusions and filters), each ranked below every sourced candidate."""
+        short = np.flatnonzero(np.diff(fused.indptr) < k)
+        if not len(short):
+            return fused
+        rows, cols, vals = [], [], []
+        for r in short.tolist():
+            lo, hi = fused.indptr[r], fused.indptr[r + 1]
+            have = np.sort(fused.indices[lo:hi]).astype(np.int64)
+            floor = float(fused.data[lo:hi].min()) if hi > lo else 1.0
+            skip = np.union1d(have, self._exclude[task][users[r]].indices)
+            fill, pop = self._popular(task, k - len(have), skip, request)
+            rows.append(np.full(len(fill), r))
+            cols.append(fill)
+            vals.append(
+                (0.5 * floor * pop / max(float(pop[0]) if len(pop) else 1.0, 1e-12)).astype(np.float32)
+            )
+        extra = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=fused.shape
+        )
+        return (fused + extra).tocsr()
 
-    def _cold_start(self, kind: str, k: int, filters: FilterOptions) -> list[Recommendation]:
-        row = self._cold[kind].pop.copy()
-        target_ids = self.snap.user_ids if kind == KIND_FOLLOWS else self.snap.tweet_ids
-        lookup = self.snap.user_index if kind == KIND_FOLLOWS else self.snap.tweet_index
-        for ids in (filters.exclude, filters.blocked if kind == KIND_FOLLOWS else ()):
-            idx = lookup(np.asarray(list(ids), np.int64), strict=False)
-            row[idx[idx >= 0]] = -np.inf
+    def _popular(
+        self, task: str, n: int, skip: np.ndarray, request: RequestFilter | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` most popular targets not in ``skip`` (sorted) that pass ``request``."""
+        cold = self._cold[task]
+        order, got, start, chunk = cold.order, [], 0, max(4 * n, 64)
+        while start < len(order) and sum(len(g) for g in got) < n:
+            part = order[start : start + chunk]
+            part = part[~np.isin(part, skip)]
+            if request is not None:
+                part = part[request.keep(part)]
+            got.append(part)
+            start, chunk = start + chunk, chunk * 2
+        ids = np.concatenate(got)[:n] if got else np.zeros(0, np.int64)
+        return ids, cold.vector[ids]
+
+    def _cold_start(self, task: str, k: int, request: RequestFilter) -> list[Recommendation]:
+        ids, pop = self._popular(task, k, np.zeros(0, np.int64), request)
         reason = (
             "popular account (you are new here)"
-            if kind == KIND_FOLLOWS
+            if task == TASK_FOLLOWS
             else "popular right now (you are new here)"
         )
+        out_ids = target_ids(self.snap, task)
         return [
-            Recommendation(int(target_ids[t]), float(row[t]), {"popular": float(row[t])}, reason)
-            for t in _ranked(row, k).tolist()
+            Recommendation(int(out_ids[t]), float(p), {"popular": float(p)}, reason)
+            for t, p in zip(ids.tolist(), pop.tolist())
         ]
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles a fitted recommender's sources without the snapshot they point to."""
+
+    def __init__(self, fh, snap: GraphSnapshot):
+        super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self._snap = snap
+
+    def persistent_id(self, obj):
+        return "snapshot" if obj is self._snap else None
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    def __init__(self, fh, snap: GraphSnapshot):
+        super().__init__(fh)
+        self._snap = snap
+
+    def persistent_load(self, pid):
+        if pid != "snapshot":
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        return self._snap
+
+
+def _unwrapped(src):
+    return src.inner if isinstance(src, PrecomputedSource) else src
+
+
+def _row_values(m: sp.csr_matrix, ids: np.ndarray) -> np.ndarray:
+    """Values of row 0 of ``m`` at columns ``ids`` (0 where not stored)."""
+    lo, hi = m.indptr[0], m.indptr[1]
+    cols, vals = m.indices[lo:hi], m.data[lo:hi]
+    order = np.argsort(cols, kind="stable")
+    cols, vals = cols[order], vals[order]
+    pos = np.minimum(np.searchsorted(cols, ids), max(len(cols) - 1, 0))
+    hit = (cols[pos] == ids) if len(cols) else np.zeros(len(ids), bool)
+    return np.where(hit, vals[pos] if len(cols) else 0.0, 0.0).astype(np.float32)
 
 
 #: Sources whose reason says little; a graph source that contributes a fair share explains better.
@@ -427,17 +538,6 @@ def _explaining_source(contrib: dict[str, float]) -> str:
         if graph[best_graph] >= 0.3 * contrib[top]:
             return best_graph
     return top
-
-
-def _ranked(row: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` best finite, positive entries of ``row``, best first (ties by index)."""
-    valid = np.flatnonzero(np.isfinite(row) & (row > 0))
-    if len(valid) > n:
-        # keep every entry tied with the n-th best, so the cut below breaks ties by index too
-        nth = -np.partition(-row[valid], n - 1)[n - 1]
-        valid = valid[row[valid] >= nth]
-    order = np.lexsort((valid, -row[valid]))
-    return valid[order][:n]
 
 
 def _check_k(k: int) -> int:

@@ -1,10 +1,13 @@
-"""Candidate sources over a snapshot, all with one contract.
+"""Candidate sources over a snapshot, all with one contract (:class:`CandidateSource`).
 
-A source is fitted on a :class:`~graph.snapshot.GraphSnapshot` and scores every
-target (tweets for ``kind="tweets"``, users for ``kind="follows"``) for a batch
-of users: ``scores(users) -> (len(users), n_targets) float32``, 0 meaning "no
-signal". :func:`top_k` turns any score matrix into the ``(ids, scores)`` arrays
-every source returns to callers, so fusion stays a pure function over arrays.
+A source is fitted on a :class:`~graph.snapshot.GraphSnapshot` and returns, for a batch of
+users, sparse candidate lists: ``candidates(users, k, exclude_rows) -> (ids, scores)``, both
+``(len(users), k)``, best first, ids -1 / scores 0 in empty slots, never a target stored in
+``exclude_rows`` (the users' history, :func:`graph.tasks.exclusion_matrix`). A list costs what
+its candidates cost: sources that score by sparse products hand sparse rows to
+:func:`graph.ranking.select_candidates`, so a call never fills a row over the whole catalogue
+unless the method is dense by nature (spectral filter, embeddings; served precomputed or from
+their factors).
 
 Graph-neighbour sources are sparse matrix products (no Python loop per user):
 
@@ -14,66 +17,69 @@ Graph-neighbour sources are sparse matrix products (no Python loop per user):
 * :class:`SecondHopSource`: accounts followed by accounts you follow (Adamic-Adar weighted);
 * :class:`FollowBackSource`: accounts that follow you and you do not follow back;
 * :class:`CoFollowSource`: "people who follow X also follow Y";
-* :class:`SpectralSource`: a training-free low-pass graph filter (GF-CF, CIKM 2021);
+* :class:`SpectralSource`: a training-free low-pass graph filter (GF-CF, CIKM 2021; BSPM);
 * :class:`PopularitySource`, :class:`RecencySource`, :class:`ContentSource`: cold start.
+
+The random-walk sources (Pixie, PPR, SALSA) live in :mod:`retrieval.walk_sources`; the one
+catalogue of every source by task and name in :mod:`retrieval.catalogue`.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 
 from graph.errors import GraphRecError
-from graph.matrices import engagement_matrix, follow_matrix
+from graph.ranking import prune_rows, select_candidates
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, check_task, interaction_matrix
 
 log = logging.getLogger(__name__)
 
-KIND_TWEETS = "tweets"
-KIND_FOLLOWS = "follows"
+Candidates = tuple[np.ndarray, np.ndarray]
 
 
-class Source:
-    """Base class: ``fit(snapshot)`` then ``scores(users)``."""
+@runtime_checkable
+class CandidateSource(Protocol):
+    """The source contract: ``fit(snapshot)`` once, then ``candidates`` for batches of users."""
+
+    name: str
+    task: str
+
+    def fit(self, snap: GraphSnapshot) -> CandidateSource: ...
+
+    def candidates(
+        self, users: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None
+    ) -> Candidates: ...
+
+
+class Source(ABC):
+    """Base of the sources that score: ``scores(users)`` (dense or sparse rows) -> candidate lists."""
 
     name = "source"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
-    def fit(self, snap: GraphSnapshot) -> Source:
-        raise NotImplementedError
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(task={self.task!r})"
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, snap: GraphSnapshot) -> Source: ...
 
-    def candidates(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None):
-        """Top-``k`` ``(ids, scores)`` per user, with ``exclude`` (users x targets) masked."""
-        return top_k(self.scores(users), k, exclude[users] if exclude is not None else None)
+    @abstractmethod
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        """Scores of every candidate for ``users`` (rows); sparse where the method is sparse."""
 
-
-def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns per row: ``(ids int64, scores float32)``, ids -1 where no positive score.
-
-    Ties break by lower column index, at the cut too (the compiled
-    :func:`evaluation.scoring.top_k`: rows in parallel, and a single row on the serial twin, so a
-    forked serving worker may call it one user at a time).
-    """
-    from evaluation.scoring import mask_rows
-    from evaluation.scoring import top_k as ranked_top_k
-
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    if exclude is not None:
-        mask_rows(scores, exclude)
-    ids, vals = ranked_top_k(scores, max(k, 0))
-    bad = ~(vals > 0)
-    ids[bad] = -1
-    vals[bad] = 0.0
-    return ids, vals
+    def candidates(self, users: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None) -> Candidates:
+        """Top-``k`` ``(ids, scores)`` per user, positive scores only, ``exclude_rows`` left out."""
+        return select_candidates(self.scores(np.asarray(users, np.int64)), k, exclude_rows)
 
 
-def _rows(m: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
-    return np.asarray(m[users].todense(), dtype=np.float32)
+def _rows(m: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+    return m[np.asarray(users, np.int64)]
 
 
 def cosine_similarity(
@@ -91,8 +97,6 @@ def cosine_similarity(
     rows = np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))
     denom = np.power(norms[rows], alpha) * np.power(norms[co.indices], 1 - alpha) + shrink
     co.data = (co.data / np.maximum(denom, 1e-12)).astype(np.float32)
-    from evaluation.scoring import prune_rows
-
     return prune_rows(co, k)  # ties at the cut by lower column, as item-kNN
 
 
@@ -104,19 +108,19 @@ class CoEngagementSource(Source):
     """Tweets co-engaged with the user's tweets: sum of item-item cosine ("liked by people who liked X")."""
 
     name = "co_engagement"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
     def __init__(self, k_neighbors: int = 200, shrink: float = 0.0, alpha: float = 0.5):
         self.k_neighbors, self.shrink, self.alpha = k_neighbors, shrink, alpha
 
     def fit(self, snap: GraphSnapshot) -> CoEngagementSource:
-        self.r = engagement_matrix(snap)
+        self.r = interaction_matrix(snap, TASK_TWEETS)
         self.sim = cosine_similarity(self.r, k=self.k_neighbors, shrink=self.shrink, alpha=self.alpha)
         self.sim_t = self.sim.T.tocsr()  # score_u = r_u @ sim: item j gets sum over engaged i of sim[i, j]
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.r[users] @ self.sim).todense(), dtype=np.float32)
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return (self.r[users] @ self.sim).tocsr()
 
     def best_anchor(self, user: int, target: int, engaged_mask: np.ndarray | None = None) -> int:
         """The tweet the user engaged with that most explains ``target`` (-1 if none)."""
@@ -136,7 +140,7 @@ class SimilarUsersSource(Source):
     """
 
     name = "similar_users"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
     def __init__(self, k_neighbors: int = 200, shrink: float = 10.0, follow_weight: float = 1.0):
         if k_neighbors < 1 or shrink < 0 or follow_weight < 0:
@@ -147,10 +151,10 @@ class SimilarUsersSource(Source):
         self.k_neighbors, self.shrink, self.follow_weight = k_neighbors, shrink, follow_weight
 
     def fit(self, snap: GraphSnapshot) -> SimilarUsersSource:
-        self.r = engagement_matrix(snap).astype(np.float32)
+        self.r = interaction_matrix(snap, TASK_TWEETS).astype(np.float32)
         profile = self.r
         if self.follow_weight > 0 and snap.n_follows:
-            f = follow_matrix(snap).astype(np.float32)
+            f = interaction_matrix(snap, TASK_FOLLOWS).astype(np.float32)
             linked = (f + f.T).tocsr()  # undirected: followees and followers alike
             linked.data[:] = self.follow_weight
             profile = sp.hstack([self.r, linked], format="csr")
@@ -162,8 +166,6 @@ class SimilarUsersSource(Source):
     def neighbours(self, users: np.ndarray) -> sp.csr_matrix:
         """Rows of user-user similarity for ``users``: top ``k_neighbors`` each, no self-similarity
         (with ``follow_weight=0``, the same neighbours as the ``userknn`` evaluation baseline)."""
-        from evaluation.baselines import user_neighbours
-
         users = np.asarray(users, np.int64)
         last = self._last  # one user's neighbours, kept for the reasons of the same call
         if len(users) == 1 and last is not None and last[0] == int(users[0]):
@@ -173,8 +175,24 @@ class SimilarUsersSource(Source):
             self._last = (int(users[0]), nb)
         return nb
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.neighbours(users) @ self.r).todense(), dtype=np.float32)
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return (self.neighbours(users) @ self.r).tocsr()
+
+
+def user_neighbours(
+    x: sp.csr_matrix, xt: sp.csr_matrix, norms: np.ndarray, users: np.ndarray, k_neighbors: int, shrink: float
+) -> sp.csr_matrix:
+    """Rows of user-user cosine similarity (``x`` = users x items, ``xt`` its transpose, ``norms``
+    its row norms; ``shrink`` damps pairs with little overlap) for ``users``: the top
+    ``k_neighbors`` of each row, the user themself left out (ties by lower user index)."""
+    users = np.asarray(users, np.int64)
+    c = (x[users] @ xt).tocsr()  # batch x all users: shared items
+    rows = np.repeat(np.arange(len(users)), np.diff(c.indptr))
+    self_entry = c.indices == users[rows]
+    denom = norms[users][rows] * norms[c.indices] + shrink
+    c.data = np.where(self_entry, 0.0, c.data / np.maximum(denom, 1e-12)).astype(np.float32)
+    c.eliminate_zeros()
+    return prune_rows(c, k_neighbors)
 
 
 def history_mask(history: sp.csr_matrix, user: int) -> np.ndarray:
@@ -206,7 +224,7 @@ class FolloweeEngagementSource(Source):
     """What the accounts the user follows engaged with, weighted by kind and decayed by age."""
 
     name = "followee_engagement"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
     def __init__(self, half_life_days: float = 3.0):
         self.half_life_days = half_life_days
@@ -222,14 +240,14 @@ class FolloweeEngagementSource(Source):
             shape=(snap.n_users, snap.n_tweets),
         )
         self.r.sum_duplicates()
-        f = follow_matrix(snap)
+        f = interaction_matrix(snap, TASK_FOLLOWS)
         # Followees with many engagements count less per engagement (each follower sees a feed, not everything).
         deg = np.diff(self.r.indptr).astype(np.float32)
         self.f = f @ sp.diags(1.0 / np.sqrt(np.maximum(deg, 1.0)))
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.f[users] @ self.r).todense(), dtype=np.float32)
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return (self.f[users] @ self.r).tocsr()
 
 
 class SpectralSource(Source):
@@ -243,7 +261,7 @@ class SpectralSource(Source):
     """
 
     name = "spectral"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
     def __init__(
         self,
@@ -257,7 +275,7 @@ class SpectralSource(Source):
         self.sharpen, self.sharpen_order = sharpen, sharpen_order
 
     def fit(self, snap: GraphSnapshot) -> SpectralSource:
-        return self.fit_matrix(engagement_matrix(snap))
+        return self.fit_matrix(interaction_matrix(snap, TASK_TWEETS))
 
     def fit_matrix(self, r: sp.csr_matrix) -> SpectralSource:
         from scipy.sparse.linalg import svds
@@ -289,7 +307,7 @@ class SpectralSource(Source):
         """x P̃ = (x R̃ᵀ) R̃ for a dense or sparse batch x (rows = users)."""
         return np.asarray(_dense(x @ self.r_norm_t) @ self.r_norm, dtype=np.float32)
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         r_u = self.r[users]
         y = _dense(r_u @ self.r_norm_t) @ self.r_norm
         y = np.asarray(y, dtype=np.float32)
@@ -312,16 +330,60 @@ def _dense(x) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
-class PopularitySource(Source):
-    """Most engaged targets, time-decayed when timestamps exist: the cold-start fallback."""
+class StaticSource(Source):
+    """A source with one score vector for everyone: candidates walk its precomputed order.
+
+    ``candidates`` takes each user's first ``k`` targets of the order that are not in the
+    user's exclusions: the cost grows with ``k`` plus the user's history, not the catalogue.
+    """
+
+    def _vector(self, snap: GraphSnapshot) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, snap: GraphSnapshot) -> StaticSource:
+        self.vector = np.asarray(self._vector(snap), np.float32)
+        positive = np.flatnonzero(self.vector > 0)
+        self.order = positive[np.lexsort((positive, -self.vector[positive]))]  # best first, ties by id
+        return self
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.vector, (len(users), len(self.vector))).copy()
+
+    def candidates(self, users: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None) -> Candidates:
+        users = np.asarray(users, np.int64)
+        n, k = len(users), max(int(k), 0)
+        ids = np.full((n, k), -1, np.int64)
+        vals = np.zeros((n, k), np.float32)
+        if not n or not k:
+            return ids, vals
+        longest = int(np.diff(exclude_rows.indptr).max(initial=0)) if exclude_rows is not None else 0
+        head = self.order[: k + longest]  # enough for the user with the longest history
+        cand = np.broadcast_to(head, (n, len(head)))
+        keep = np.ones(cand.shape, bool)
+        if exclude_rows is not None and exclude_rows.nnz:
+            n_cols = np.int64(len(self.vector))
+            ex_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(exclude_rows.indptr))
+            ex_keys = ex_rows * n_cols + exclude_rows.indices
+            keep = ~np.isin(np.arange(n, dtype=np.int64)[:, None] * n_cols + cand, ex_keys)
+        slot = np.cumsum(keep, axis=1) - 1
+        take = keep & (slot < k)
+        rows = np.broadcast_to(np.arange(n)[:, None], cand.shape)
+        ids[rows[take], slot[take]] = cand[take]
+        vals[rows[take], slot[take]] = self.vector[cand[take]]
+        return ids, vals
+
+
+class PopularitySource(StaticSource):
+    """Most engaged (tweets) or most followed (follows) targets, time-decayed when
+    ``half_life_days`` > 0 and timestamps exist: the cold-start fallback."""
 
     name = "popular"
 
-    def __init__(self, kind: str = KIND_TWEETS, half_life_days: float = 0.0):
-        self.kind, self.half_life_days = kind, half_life_days
+    def __init__(self, task: str = TASK_TWEETS, half_life_days: float = 0.0):
+        self.task, self.half_life_days = check_task(task), half_life_days
 
-    def fit(self, snap: GraphSnapshot) -> PopularitySource:
-        if self.kind == KIND_FOLLOWS:
+    def _vector(self, snap: GraphSnapshot) -> np.ndarray:
+        if self.task == TASK_FOLLOWS:
             pop = np.diff(snap.follow_in_indptr).astype(np.float32)
         else:
             w = np.ones(snap.n_engagements, np.float32)
@@ -329,49 +391,43 @@ class PopularitySource(Source):
             if self.half_life_days > 0 and ts.max(initial=0) > 0:
                 w = np.power(0.5, (ts.max() - ts) / 86_400.0 / self.half_life_days).astype(np.float32)
             pop = np.bincount(snap.eng_user_indices, weights=w, minlength=snap.n_tweets).astype(np.float32)
-        self.pop = pop / max(float(pop.max(initial=0.0)), 1e-12)
-        return self
+        return pop / max(float(pop.max(initial=0.0)), 1e-12)
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.pop, (len(users), len(self.pop))).copy()
+    @property
+    def pop(self) -> np.ndarray:
+        return self.vector
 
 
-class RecencySource(Source):
+class RecencySource(StaticSource):
     """Newest tweets first (exponential decay from the newest creation time)."""
 
     name = "recent"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
     def __init__(self, half_life_days: float = 1.0):
         self.half_life_days = half_life_days
 
-    def fit(self, snap: GraphSnapshot) -> RecencySource:
+    def _vector(self, snap: GraphSnapshot) -> np.ndarray:
         created = np.asarray(snap.tweet_created, np.float64)
         if created.max(initial=0) <= 0:
-            self.score = np.zeros(snap.n_tweets, np.float32)
-        else:
-            age = (created.max() - created) / 86_400.0
-            self.score = np.where(created > 0, np.power(0.5, age / self.half_life_days), 0.0).astype(
-                np.float32
-            )
-        return self
-
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.score, (len(users), len(self.score))).copy()
+            return np.zeros(snap.n_tweets, np.float32)
+        age = (created.max() - created) / 86_400.0
+        return np.where(created > 0, np.power(0.5, age / self.half_life_days), 0.0).astype(np.float32)
 
 
 class ContentSource(Source):
     """Cosine between a tweet's TF-IDF text and the user's profile (mean of engaged tweets' texts)."""
 
     name = "content"
-    kind = KIND_TWEETS
+    task = TASK_TWEETS
 
     def __init__(self, max_features: int = 2**16):
         self.max_features = max_features
 
     def fit(self, snap: GraphSnapshot) -> ContentSource:
         self.tfidf = tfidf_matrix(snap, self.max_features)
-        self.r = engagement_matrix(snap)
+        self.tfidf_t = self.tfidf.T.tocsr()
+        self.r = interaction_matrix(snap, TASK_TWEETS)
         return self
 
     def profile(self, users: np.ndarray) -> sp.csr_matrix:
@@ -379,8 +435,8 @@ class ContentSource(Source):
         norms = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
         return sp.diags(1.0 / np.maximum(norms, 1e-12)) @ prof
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.profile(users) @ self.tfidf.T).todense(), dtype=np.float32)
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return (self.profile(users) @ self.tfidf_t).tocsr()
 
 
 def tfidf_matrix(snap: GraphSnapshot, max_features: int = 2**16) -> sp.csr_matrix:
@@ -416,30 +472,30 @@ class SecondHopSource(Source):
     """Accounts followed by the accounts the user follows, Adamic-Adar weighted (1 / log degree of the middle)."""
 
     name = "second_hop"
-    kind = KIND_FOLLOWS
+    task = TASK_FOLLOWS
 
     def fit(self, snap: GraphSnapshot) -> SecondHopSource:
-        f = follow_matrix(snap)
+        f = interaction_matrix(snap, TASK_FOLLOWS)
         deg = np.diff(f.indptr) + np.diff(f.tocsc().indptr)
         self.f = f
         self.f_weighted = (f @ sp.diags(1.0 / np.log(2.0 + deg)).astype(np.float32)).tocsr()
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.f_weighted[users] @ self.f).todense(), dtype=np.float32)
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return (self.f_weighted[users] @ self.f).tocsr()
 
 
 class FollowBackSource(Source):
     """Accounts that follow the user (reciprocity is the strongest single follow signal)."""
 
     name = "follow_back"
-    kind = KIND_FOLLOWS
+    task = TASK_FOLLOWS
 
     def fit(self, snap: GraphSnapshot) -> FollowBackSource:
-        self.ft = follow_matrix(snap).T.tocsr()
+        self.ft = interaction_matrix(snap, TASK_FOLLOWS).T.tocsr()
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         return _rows(self.ft, users)
 
 
@@ -447,36 +503,36 @@ class CoFollowSource(Source):
     """ "People who follow X also follow Y": item-item cosine on the follow matrix."""
 
     name = "co_follow"
-    kind = KIND_FOLLOWS
+    task = TASK_FOLLOWS
 
     def __init__(self, k_neighbors: int = 200, alpha: float = 0.5):
         self.k_neighbors, self.alpha = k_neighbors, alpha
 
     def fit(self, snap: GraphSnapshot) -> CoFollowSource:
-        self.f = follow_matrix(snap)
+        self.f = interaction_matrix(snap, TASK_FOLLOWS)
         self.sim = cosine_similarity(self.f, k=self.k_neighbors, alpha=self.alpha)
         self.sim_t = self.sim.T.tocsr()
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.f[users] @ self.sim).todense(), dtype=np.float32)
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return (self.f[users] @ self.sim).tocsr()
 
 
 class SimilarEngagersSource(Source):
     """Accounts whose engagements resemble the user's (user-user cosine on engagements)."""
 
     name = "similar_engagers"
-    kind = KIND_FOLLOWS
+    task = TASK_FOLLOWS
 
     def __init__(self, k_neighbors: int = 100):
         self.k_neighbors = k_neighbors
 
     def fit(self, snap: GraphSnapshot) -> SimilarEngagersSource:
-        r = engagement_matrix(snap)
+        r = interaction_matrix(snap, TASK_TWEETS)
         self.sim = cosine_similarity(r.T.tocsr(), k=self.k_neighbors)
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         return _rows(self.sim, users)
 
 
@@ -485,17 +541,17 @@ class EmbeddingSource(Source):
 
     name = "embedding"
 
-    def __init__(self, user_vectors: np.ndarray, target_vectors: np.ndarray, kind: str = KIND_TWEETS):
+    def __init__(self, user_vectors: np.ndarray, target_vectors: np.ndarray, task: str = TASK_TWEETS):
         if user_vectors.shape[1] != target_vectors.shape[1]:
             raise GraphRecError(
                 f"embedding dimensions differ: users {user_vectors.shape[1]}, targets {target_vectors.shape[1]}"
             )
         self.u = np.ascontiguousarray(user_vectors, np.float32)
         self.t = np.ascontiguousarray(target_vectors, np.float32)
-        self.kind = kind
+        self.task = check_task(task)
 
     def fit(self, snap: GraphSnapshot) -> EmbeddingSource:
-        n_targets = snap.n_users if self.kind == KIND_FOLLOWS else snap.n_tweets
+        n_targets = snap.n_users if self.task == TASK_FOLLOWS else snap.n_tweets
         if len(self.u) != snap.n_users or len(self.t) != n_targets:
             raise GraphRecError(
                 f"embeddings do not match the snapshot: {len(self.u)} users / {len(self.t)} targets vs "
@@ -503,5 +559,5 @@ class EmbeddingSource(Source):
             )
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
+    def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         return self.u[users] @ self.t.T

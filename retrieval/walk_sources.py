@@ -8,8 +8,8 @@ weights, set the exclusions and return ``(ids, scores)`` arrays (dense indices i
   (the serving path).
 * ``*_candidates_batch(snap, users, k, ...)``: many users, 2-D arrays, parallel across
   users in numba.
-* ``PixieMethod``, ``PPRMethod``, ``SalsaMethod``, ``FriendsOfFriendsMethod``: the
-  evaluation method contract (``fit(train, task)``, ``recommend(users, k)``).
+* ``PixieSource``, ``PPRSource``, ``SalsaSource``, ``FriendsOfFriendsSource``: the same
+  functions under the candidate-source contract (:class:`retrieval.sources.CandidateSource`).
 
 Exclusions are built in: the user, accounts they already follow (follows), tweets they
 already engaged with and, unless ``exclude_authored=False``, tweets they wrote (tweets).
@@ -18,6 +18,7 @@ A user with an empty neighbourhood gets an all -1 row, never an error.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -28,14 +29,14 @@ import numpy as np
 
 from graph import walks
 from graph.errors import InputError
+from graph.ranking import lists_to_csr, select_candidates
 from graph.schema import DEFAULT_KIND_WEIGHTS, KINDS
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix
 
 log = logging.getLogger(__name__)
 
 DAY = 86_400
-TASK_TWEETS = "tweets"
-TASK_FOLLOWS = "follows"
 
 
 # ---------------------------------------------------------------------------
@@ -329,9 +330,7 @@ def _follow_csr(snap: GraphSnapshot, direction: str = "out") -> tuple[np.ndarray
 
 
 def _undirected_follows(snap: GraphSnapshot) -> tuple[np.ndarray, np.ndarray]:
-    from graph.matrices import follow_matrix
-
-    f = follow_matrix(snap)
+    f = interaction_matrix(snap, TASK_FOLLOWS)
     both = (f + f.T).tocsr()
     both.sort_indices()
     return both.indptr.astype(np.int64), both.indices.astype(np.int64)
@@ -463,161 +462,102 @@ def fof_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_thre
 
 
 # ---------------------------------------------------------------------------
-# evaluation methods
+# the walks as candidate sources
 
 
-class _WalkMethod:
+class WalkSource:
+    """A random-walk candidate function as a :class:`~retrieval.sources.CandidateSource`.
+
+    ``params`` go to the candidate function unchanged: its signature holds the one set of
+    defaults. One user per call runs on one thread (the serial kernels: safe in forked
+    serving workers); batches walk in parallel. Walks are seeded per (seed, user), so a
+    user's list does not depend on the batch it is walked in.
+    """
+
     name = ""
-    tasks: tuple[str, ...] = ()
+    task = ""
     _batch = staticmethod(lambda snap, users, k, **params: None)
 
     def __init__(self, **params):
+        accepted = [
+            p for p in inspect.signature(type(self)._batch).parameters if p not in ("snap", "users", "k")
+        ]
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise InputError(
+                f"source {self.name!r} has no parameter(s) {unknown}; it accepts {', '.join(accepted)}"
+            )
         self.params = params
         self.snap: GraphSnapshot | None = None
-        self.task: str | None = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
 
-    def fit(self, train: GraphSnapshot, task: str):
-        if task not in self.tasks:
-            raise InputError(f"method {self.name!r} supports task(s) {list(self.tasks)}, not {task!r}")
-        self.snap, self.task = train, task
+    def fit(self, snap: GraphSnapshot) -> WalkSource:
+        self.snap = snap
         return self
 
-    def recommend(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, users: np.ndarray, k: int, exclude_rows=None) -> tuple[np.ndarray, np.ndarray]:
         if self.snap is None:
-            raise InputError(f"method {self.name!r}: call fit() before recommend()")
+            raise InputError(f"source {self.name!r}: call fit() before candidates()")
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        return type(self)._batch(self.snap, users, k, **self.params)
+        params = dict(self.params)
+        if len(users) <= 1:
+            params["n_threads"] = 1
+        ids, vals = type(self)._batch(self.snap, users, k, **params)
+        vals = np.where(ids >= 0, vals, 0.0).astype(np.float32)
+        if exclude_rows is not None and exclude_rows.nnz:
+            n_targets = self.snap.n_tweets if self.task == TASK_TWEETS else self.snap.n_users
+            ids, vals = select_candidates(lists_to_csr(ids, vals, n_targets), k, exclude_rows)
+        return ids, vals
 
 
-class PixieMethod(_WalkMethod):
+class PixieSource(WalkSource):
     """Pixie / UTEG tweet candidates (parameters of :func:`pixie_candidates_batch`)."""
 
     name = "pixie"
-    tasks = (TASK_TWEETS,)
+    task = TASK_TWEETS
     _batch = staticmethod(pixie_candidates_batch)
-    param_grid = {"restart_prob": [0.5, 0.7], "beta": [0.0, 0.1, 0.2]}
 
-    def __init__(
-        self,
-        *,
-        n_steps: int = 100_000,
-        restart_prob: float = 0.7,
-        followee_weight: float = 0.5,
-        max_followees: int = 32,
-        n_p: int = 2_000,
-        n_v: int = 4,
-        beta: float = 0.1,
-        kind_weights: dict[str, float] | None = None,
-        half_life_s: float | None = 7 * DAY,
-        stored_weights: bool = False,
-        author_weight: float = 2.0,
-        seed: int = 0,
-        n_threads: int | None = None,
-    ):
-        super().__init__(
-            n_steps=n_steps,
-            restart_prob=restart_prob,
-            followee_weight=followee_weight,
-            max_followees=max_followees,
-            n_p=n_p,
-            n_v=n_v,
-            beta=beta,
-            kind_weights=kind_weights,
-            half_life_s=half_life_s,
-            stored_weights=stored_weights,
-            author_weight=author_weight,
-            seed=seed,
-            n_threads=n_threads,
-        )
-
-    def fit(self, train: GraphSnapshot, task: str) -> PixieMethod:
-        super().fit(train, task)
+    def fit(self, snap: GraphSnapshot) -> PixieSource:
+        super().fit(snap)
         keys = ("kind_weights", "half_life_s", "stored_weights", "author_weight")
-        pixie_graph(train, **{k: self.params[k] for k in keys})  # build the weights now, not in recommend
+        pixie_graph(
+            snap, **{k: self.params[k] for k in keys if k in self.params}
+        )  # weights now, not per call
         return self
 
 
-class PPRMethod(_WalkMethod):
+class PPRSource(WalkSource):
     """Personalized PageRank who-to-follow (parameters of :func:`ppr_candidates_batch`)."""
 
     name = "ppr"
-    tasks = (TASK_FOLLOWS,)
+    task = TASK_FOLLOWS
     _batch = staticmethod(ppr_candidates_batch)
-    param_grid = {"restart_prob": [0.15, 0.3, 0.5], "direction": list(DIRECTIONS)}
 
-    def __init__(
-        self,
-        *,
-        mode: str = "power",
-        restart_prob: float = 0.3,
-        n_iter: int = 30,
-        tol: float = 1e-6,
-        n_steps: int = 100_000,
-        direction: str = "undirected",
-        seed: int = 0,
-        n_threads: int | None = None,
-    ):
-        if mode not in ("power", "montecarlo"):
-            raise InputError(f"mode must be 'power' or 'montecarlo', got {mode!r}")
-        _check_direction(direction)
-        super().__init__(
-            mode=mode,
-            restart_prob=restart_prob,
-            n_iter=n_iter,
-            tol=tol,
-            n_steps=n_steps,
-            direction=direction,
-            seed=seed,
-            n_threads=n_threads,
-        )
+    def __init__(self, **params):
+        if params.get("mode", "power") not in ("power", "montecarlo"):
+            raise InputError(f"mode must be 'power' or 'montecarlo', got {params['mode']!r}")
+        _check_direction(params.get("direction", "undirected"))
+        super().__init__(**params)
 
 
-class SalsaMethod(_WalkMethod):
+class SalsaSource(WalkSource):
     """WTF SALSA who-to-follow (parameters of :func:`salsa_candidates_batch`)."""
 
     name = "salsa"
-    tasks = (TASK_FOLLOWS,)
+    task = TASK_FOLLOWS
     _batch = staticmethod(salsa_candidates_batch)
-    param_grid = {"restart_prob": [0.1, 0.3, 0.5], "n_hubs": [50, 200], "direction": list(DIRECTIONS)}
 
-    def __init__(
-        self,
-        *,
-        n_hubs: int = 200,
-        cot_steps: int = 20_000,
-        cot_restart: float = 0.3,
-        n_steps: int = 50_000,
-        restart_prob: float = 0.3,
-        direction: str = "undirected",
-        seed: int = 0,
-        n_threads: int | None = None,
-    ):
-        _check_direction(direction)
-        super().__init__(
-            n_hubs=n_hubs,
-            cot_steps=cot_steps,
-            cot_restart=cot_restart,
-            n_steps=n_steps,
-            restart_prob=restart_prob,
-            direction=direction,
-            seed=seed,
-            n_threads=n_threads,
-        )
+    def __init__(self, **params):
+        _check_direction(params.get("direction", "undirected"))
+        super().__init__(**params)
 
 
-class FriendsOfFriendsMethod(_WalkMethod):
+class FriendsOfFriendsSource(WalkSource):
     """Friends-of-friends who-to-follow (parameters of :func:`fof_candidates_batch`)."""
 
     name = "fof"
-    tasks = (TASK_FOLLOWS,)
+    task = TASK_FOLLOWS
     _batch = staticmethod(fof_candidates_batch)
-    param_grid = {"normalize": [False, True]}
-
-    def __init__(self, *, normalize: bool = False, seed: int = 0, n_threads: int | None = None):
-        # seed is accepted for the method contract; friends of friends is deterministic
-        super().__init__(normalize=normalize, n_threads=n_threads)
-        self.seed = seed

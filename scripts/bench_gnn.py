@@ -39,10 +39,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gnn.data import exclusion_matrix  # noqa: E402
 from gnn.ranking import evaluate_embeddings, recall_ndcg, topk_scores  # noqa: E402
 from graph.datasets import dataset_snapshot, load_dataset  # noqa: E402
 from graph.snapshot import build_snapshot  # noqa: E402
+from graph.tasks import exclusion_matrix  # noqa: E402
 
 PAPER = {"recall@20": 0.1830, "ndcg@20": 0.1554}
 
@@ -64,7 +64,7 @@ def test_matrix(ds, snap) -> sp.csr_matrix:
 
 
 def run_fast(args) -> dict:
-    from gnn.methods import LightGCNMethod
+    from evaluation.embedding_methods import LightGCNMethod
     from gnn.pipeline import fit_lightgcn
 
     t_start = time.perf_counter()

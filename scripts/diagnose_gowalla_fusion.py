@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.metrics import hit_matrix, ndcg_at_k, recall_at_k  # noqa: E402
-from evaluation.scoring import top_k_csr  # noqa: E402
 from evaluation.splits import build_protocol  # noqa: E402
+from graph.ranking import top_k_csr  # noqa: E402
 from retrieval import sources as cs  # noqa: E402
 from retrieval.tuning import carve_validation, coordinate_ascent, exclusions, source_candidates  # noqa: E402
 

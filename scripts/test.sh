@@ -9,5 +9,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 ruff check .
 ruff format --check .
+lint-imports
 python scripts/neo4j_local.py provision
 python scripts/neo4j_local.py run -- python -m pytest -q "$@"

@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from evaluation.embedding_methods import LightGCNMethod, SageMethod
 from gnn import artifacts
-from gnn.data import PairSet, carve_validation, exclusion_matrix, joint_adjacency, positives
+from gnn.data import PairSet, carve_early_stopping, joint_adjacency, positives
 from gnn.job import load_sage, run_embed, save_embeddings
-from gnn.methods import LightGCNMethod, SageMethod
 from gnn.models import Propagation, _Propagate, spectral_init
 from gnn.pipeline import embed_snapshot_inductive, fit_lightgcn, fit_sage
 from gnn.ranking import recall_ndcg, topk_scores
@@ -21,6 +21,7 @@ from gnn.trainer import CheckpointError, NegativeSampler, TrainConfig, read_chec
 from graph.errors import GraphRecError, InputError, SnapshotError
 from graph.snapshot import build_snapshot
 from graph.synthetic import generate
+from graph.tasks import exclusion_matrix
 
 FAST = {
     "epochs": 6,
@@ -167,7 +168,7 @@ def test_sampler_rejects_users_without_negatives():
 
 def test_validation_is_carved_from_training(snap):
     full = positives(snap, "tweets")
-    train, val = carve_validation(full, n_users=50, share=0.2, seed=1)
+    train, val = carve_early_stopping(full, n_users=50, share=0.2, seed=1)
     assert len(train) + len(val) == len(full)
     assert not train.contains(val.users, val.targets).any()
     assert len(np.unique(val.users)) == 50
@@ -343,9 +344,12 @@ def test_refit_epochs_train_on_the_validation_positives_too(snap, tmp_path):
     p = {**FAST, "epochs": 2, "progress": False, "patience": 100, "lr": 0.05, "batch_size": 256}
     plain = fit_lightgcn(snap, "tweets", params={**p, "epochs": 4})
     ck = tmp_path / "refit.pt"
-    refit = fit_lightgcn(snap, "tweets", params={**p, "refit_epochs": 2}, checkpoint=ck)
+    # `epochs` counts every epoch, the refit ones included (`graphrec embed --epochs 4` trains 4)
+    refit = fit_lightgcn(snap, "tweets", params={**p, "epochs": 4, "refit_epochs": 2}, checkpoint=ck)
     assert [h.get("refit") for h in refit.metrics["history"]] == [None, None, 1, 2]
     assert refit.metrics["refit_epochs"] == 2 and refit.metrics["epochs_run"] == 4
+    short = fit_lightgcn(snap, "tweets", params={**p, "epochs": 2, "refit_epochs": 5})
+    assert short.metrics["epochs_run"] == 2 and short.metrics["refit_epochs"] == 1
 
     # the carve's pairs were training data in the refit epochs: they now outrank random tweets
     # far more often than after as many epochs without them
@@ -359,7 +363,9 @@ def test_refit_epochs_train_on_the_validation_positives_too(snap, tmp_path):
 
     assert auc(refit) > auc(plain) + 0.05
     # a finished run resumes as itself
-    again = fit_lightgcn(snap, "tweets", params={**p, "refit_epochs": 2}, checkpoint=ck, resume=True)
+    again = fit_lightgcn(
+        snap, "tweets", params={**p, "epochs": 4, "refit_epochs": 2}, checkpoint=ck, resume=True
+    )
     np.testing.assert_array_equal(again.user_vectors, refit.user_vectors)
     with pytest.raises(InputError, match="refit_epochs"):
         fit_sage(snap, "tweets", params={**p, "refit_epochs": 1})

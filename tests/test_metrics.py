@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from evaluation import metrics as em
-from evaluation.scoring import prune_rows, top_k, top_k_csr, top_k_reference
 from evaluation.stats import bootstrap_ci, bootstrap_means, paired_test, sign_flip_pvalue
+from graph.ranking import prune_rows, top_k, top_k_csr, top_k_reference
 
 # ---------------------------------------------------------------------------
 # random rankings and the reference metrics

@@ -3,12 +3,18 @@ import pytest
 import scipy.sparse as sp
 
 from graph.errors import GraphRecError, SnapshotError
+from graph.ranking import select_candidates
 from graph.synthetic import generate
+from graph.tasks import exclusion_matrix
 from retrieval.diversity import cap_per_group, mmr
 from retrieval.filters import FilterOptions
-from retrieval.fusion import fuse, normalize_rows, reciprocal_ranks
+from retrieval.fusion import fuse, normalised_lists
 from retrieval.recommender import MAX_K, Recommender, RecommenderConfig, UnknownUserError
-from retrieval.sources import CoEngagementSource, SecondHopSource, cosine_similarity, top_k
+from retrieval.sources import CoEngagementSource, SecondHopSource, cosine_similarity
+
+
+def top_k(scores, k, exclude=None):
+    return select_candidates(scores, k, exclude)
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +71,18 @@ def test_cosine_matches_dense_reference():
     assert np.allclose(sim, ref, atol=1e-6)
 
 
-def test_fusion_score_and_rrf():
-    a = np.array([[2.0, 1.0, 0.0]], np.float32)
-    b = np.array([[0.0, 3.0, 3.0]], np.float32)
+def test_fusion_normalises_each_list_by_its_peak_or_rank():
+    ids_a, vals_a = np.array([[0, 1, -1]]), np.array([[2.0, 1.0, 0.0]], np.float32)
+    ids_b, vals_b = np.array([[1, 2, -1]]), np.array([[3.0, 3.0, 0.0]], np.float32)
+    a, b = normalised_lists(ids_a, vals_a, 3), normalised_lists(ids_b, vals_b, 3)
     fused, parts = fuse({"a": a, "b": b}, {"a": 1.0, "b": 0.5})
-    assert fused[0].tolist() == pytest.approx([1.0, 1.0, 0.5])
+    assert fused.toarray()[0].tolist() == pytest.approx([1.0, 1.0, 0.5])
     assert set(parts) == {"a", "b"}
-    assert normalize_rows(np.zeros((1, 3))).sum() == 0
-    rr = reciprocal_ranks(a, depth=2, k0=60)
-    assert rr[0].tolist() == pytest.approx([1 / 61, 1 / 62, 0.0])
+    assert normalised_lists(np.full((1, 3), -1), np.zeros((1, 3), np.float32), 3).nnz == 0
+    rr = normalised_lists(ids_a, vals_a, 3, "rrf")
+    assert rr.toarray()[0].tolist() == pytest.approx([1 / 61, 1 / 62, 0.0])
     with pytest.raises(GraphRecError, match="unknown fusion"):
-        fuse({"a": a}, {"a": 1}, method="magic")
+        normalised_lists(ids_a, vals_a, 3, "magic")
     with pytest.raises(GraphRecError, match="unknown sources"):
         fuse({"a": a}, {"z": 1})
 
@@ -179,9 +186,9 @@ def test_artifacts_from_another_snapshot_are_detected(tmp_path, graph):
     snap.save(tmp_path / "snap")
     emb = tmp_path / "emb"
     emb.mkdir()
-    (emb / "config.json").write_text('{"snapshot_id": "0000000000000000"}')
+    (emb / "config.json").write_text('{"format": 1, "snapshot_id": "0000000000000000"}')
     with pytest.raises(SnapshotError, match="re-run `graphrec embed`"):
-        Recommender.load(tmp_path / "snap", embeddings_dir=emb)
+        Recommender.from_artifacts(tmp_path / "snap", embeddings_dir=emb)
 
 
 def test_second_hop_scores_real_edges_above_random_pairs(graph):
@@ -189,7 +196,7 @@ def test_second_hop_scores_real_edges_above_random_pairs(graph):
     snap = graph.snapshot()
     src = SecondHopSource().fit(snap)
     users = np.flatnonzero(np.diff(snap.follow_out_indptr) > 5)[:100]
-    scores = src.scores(users)
+    scores = src.scores(users).toarray()
     rng = np.random.default_rng(0)
     true = [scores[i, snap.follow_out_indices[snap.follow_out_indptr[u]]] for i, u in enumerate(users)]
     rand = [scores[i, rng.integers(snap.n_users)] for i in range(len(users))]
@@ -201,21 +208,20 @@ def test_second_hop_scores_real_edges_above_random_pairs(graph):
 def test_precomputed_source_serves_the_inner_sources_top_lists(graph):
     from retrieval.precomputed import PrecomputedSource
     from retrieval.sources import SpectralSource
-    from retrieval.tuning import exclusions
 
     snap = graph.snapshot()
     inner = SpectralSource(n_factors=16, sharpen=0.5).fit(snap)
     pre = PrecomputedSource(SpectralSource(n_factors=16, sharpen=0.5), depth=25, batch_size=64).fit(snap)
     users = np.arange(0, snap.n_users, 37)
-    exclude = exclusions(snap, "tweets")[users]
-    ref_ids, ref_vals = top_k(inner.scores(users), 25, exclude)
-    got = pre.scores(users)
+    exclude = exclusion_matrix(snap, "tweets")[users]
+    ref_ids, ref_vals = inner.candidates(users, 25, exclude)
+    got_ids, got_vals = pre.candidates(users, 25, exclude)
+    np.testing.assert_array_equal(got_ids, ref_ids)
+    np.testing.assert_allclose(got_vals, ref_vals, rtol=1e-5)
     for row in range(len(users)):
-        ok = (ref_ids[row] >= 0) & (ref_vals[row] > 0)
-        assert np.allclose(got[row, ref_ids[row][ok]], ref_vals[row][ok], rtol=1e-5)
-        assert np.count_nonzero(got[row]) == ok.sum()  # nothing outside the top list
-        engaged = exclude[row].indices
-        assert not got[row, engaged].any()  # already engaged tweets never come back
+        assert not set(got_ids[row].tolist()) & set(exclude[row].indices.tolist())  # engaged never back
+    short_ids, _ = pre.candidates(users, 10, exclude)
+    np.testing.assert_array_equal(short_ids, ref_ids[:, :10])
     with pytest.raises(ValueError, match="depth"):
         PrecomputedSource(inner, depth=0)
 
@@ -224,15 +230,15 @@ def test_precomputed_source_serves_the_inner_sources_top_lists(graph):
 def test_similar_users_matches_dense_user_knn_reference(graph, follow_weight):
     """User-based kNN through sparse products equals the dense loop it replaces; with a follow
     weight, users are compared on engagements plus their undirected follow neighbourhood."""
-    from graph.matrices import follow_matrix
+    from graph.tasks import interaction_matrix
     from retrieval.sources import SimilarUsersSource
 
     snap = graph.snapshot()
     src = SimilarUsersSource(k_neighbors=5, shrink=2.0, follow_weight=follow_weight).fit(snap)
     users = np.arange(0, snap.n_users, 53)
-    got = src.scores(users)
+    got = src.scores(users).toarray()
     r = src.r.toarray().astype(np.float64)
-    f = follow_matrix(snap).toarray()
+    f = interaction_matrix(snap, "follows").toarray()
     profile = np.hstack([r, follow_weight * ((f + f.T) > 0)])
     norms = np.sqrt((profile * profile).sum(1))
     changed = 0
@@ -277,8 +283,8 @@ def test_tune_config_picks_weights_that_beat_every_single_source_on_validation(g
     assert any(w == 0 for w in report["follows"]["weights"].values())
     user = int(snap.user_ids[np.argmax(np.diff(snap.eng_user_indptr))])
     assert rec.tweet_candidates(user, 5) and rec.who_to_follow(user, 5)
-    with pytest.raises(GraphRecError, match="unknown kind"):
-        tune_config(snap, kinds=["likes"])
+    with pytest.raises(GraphRecError, match="unknown task"):
+        tune_config(snap, tasks=["likes"])
 
 
 def test_graphrec_tune_writes_a_config_that_recommend_loads(graph, tmp_path, capsys):
@@ -336,7 +342,7 @@ def test_short_lists_are_backfilled_with_popular_targets_that_pass_the_filters(g
 def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monkeypatch):
     """Pixie (tweets) and SALSA (follows) are API sources; small snapshots walk for every user
     at fit, large ones per call on one thread: both give the same candidates and reasons."""
-    import retrieval.recommender as recommender
+    import retrieval.catalogue as catalogue
     from retrieval.precomputed import PrecomputedSource
 
     snap = graph.snapshot()
@@ -344,7 +350,7 @@ def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monke
     pre = Recommender(snap, config=only_walks)
     assert isinstance(pre.sources["tweets"]["pixie"], PrecomputedSource)
     assert isinstance(pre.sources["follows"]["salsa"], PrecomputedSource)
-    monkeypatch.setattr(recommender, "WALK_PRECOMPUTE_MAX_USERS", 0)
+    monkeypatch.setattr(catalogue, "WALK_PRECOMPUTE_MAX_USERS", 0)
     live = Recommender(snap, config=only_walks)
     assert not isinstance(live.sources["tweets"]["pixie"], PrecomputedSource)
     for user in (1, 40, 333):
@@ -358,24 +364,12 @@ def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monke
             assert walked, f"{call}: no candidate came from the walk source for user {user}"
 
 
-def test_ranked_breaks_ties_at_the_cut_by_index():
-    from retrieval.recommender import _ranked
-
-    rng = np.random.default_rng(4)
-    for _ in range(50):
-        row = rng.integers(0, 4, 200).astype(np.float32)  # many ties
-        n = int(rng.integers(1, 60))
-        valid = np.flatnonzero(row > 0)
-        ref = valid[np.lexsort((valid, -row[valid]))][:n]
-        np.testing.assert_array_equal(_ranked(row, n), ref)
-
-
 RECOMMENDER_FORK_SCRIPT = """
 import multiprocessing as mp, sys
 import numpy as np
 sys.path.insert(0, {root!r})
 from tests.test_walks import random_snapshot
-from evaluation.scoring import top_k
+from graph.ranking import top_k
 from retrieval.recommender import Recommender
 
 snap = random_snapshot(3, nu=80, nt=100, n_follow=500, n_eng=900)

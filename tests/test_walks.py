@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from evaluation import adapters
 from graph import walks
 from graph import walks_reference as ref
 from graph.errors import GraphRecError, InputError
@@ -573,7 +574,7 @@ def test_undirected_ppr_walks_both_directions_and_excludes_followed():
     for i, sc in zip(ids[ok].tolist(), scores[ok].tolist()):
         assert sc == pytest.approx(expected[i], abs=1e-6)
     with pytest.raises(InputError, match="direction"):
-        ws.PPRMethod(direction="sideways")
+        adapters.PPRMethod(direction="sideways")
 
 
 def test_undirected_follow_graph_is_built_once_per_snapshot():
@@ -707,10 +708,10 @@ def test_scratch_memory_is_left_zeroed():
 @pytest.mark.parametrize(
     "cls,task,params",
     [
-        (ws.PixieMethod, "tweets", dict(n_steps=2_000)),
-        (ws.PPRMethod, "follows", dict()),
-        (ws.SalsaMethod, "follows", dict(cot_steps=500, n_steps=1_000)),
-        (ws.FriendsOfFriendsMethod, "follows", dict()),
+        (adapters.PixieMethod, "tweets", dict(n_steps=2_000)),
+        (adapters.PPRMethod, "follows", dict()),
+        (adapters.SalsaMethod, "follows", dict(cot_steps=500, n_steps=1_000)),
+        (adapters.FriendsOfFriendsMethod, "follows", dict()),
     ],
 )
 def test_method_contract(cls, task, params):

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnn.data import TASKS, check_task, exclusion_matrix
 from gnn.ranking import topk_scores
 from graph.errors import InputError
 from graph.snapshot import GraphSnapshot
+from graph.tasks import TASKS, check_task, exclusion_matrix
 
 log = logging.getLogger(__name__)
 
