@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluation.registry import METHODS
 from evaluation.splits import COLD_POLICIES, DATASET_NAMES, SPLIT_KINDS
-from graph.errors import GraphRecError, InputError
+from graph.errors import InputError, run_command
 from graph.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -240,15 +240,4 @@ def main(argv: list[str] | None = None) -> int:
     elif argv[0] in ("-v", "--verbose") and (len(argv) < 2 or argv[1] != "evaluate"):
         argv = [argv[0], "evaluate", *argv[1:]]
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except GraphRecError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args, "evaluate")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 
-from graph.errors import GraphRecError
+from graph.errors import run_command
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +140,4 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_embed_parser(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except GraphRecError as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args, f"{parser.prog} {args.command}")

@@ -25,3 +25,24 @@ class SnapshotError(GraphRecError):
 
 class StoreUnavailableError(GraphRecError):
     """The store (e.g. a Neo4j server) cannot be reached."""
+
+
+def run_command(args, label: str) -> int:
+    """Run a parsed command line (``args.func(args)``) the way every entry point does: log level
+    from ``args.verbose``; a :class:`GraphRecError` becomes ``label: error: ...`` on stderr and
+    exit code 2 (no traceback), Ctrl-C exit code 130."""
+    import logging
+    import sys
+
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except GraphRecError as exc:
+        print(f"{label}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from graph.errors import GraphRecError
+from graph.errors import GraphRecError, run_command
 
 log = logging.getLogger("graphrec")
 
@@ -388,18 +388,7 @@ def _print_table(title: str, values: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except GraphRecError as exc:
-        print(f"graphrec {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args, f"graphrec {args.command}")
 
 
 if __name__ == "__main__":

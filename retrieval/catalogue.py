@@ -72,6 +72,15 @@ def _follow_embedding(snap: GraphSnapshot, ctx: BuildContext):
     return src.EmbeddingSource(ctx.user_vectors, ctx.user_vectors, TASK_FOLLOWS)
 
 
+def _ppr(snap: GraphSnapshot, ctx: BuildContext):
+    if not snap.n_follows:
+        return None
+    # Power iteration touches the whole follow graph per user: fine for the batch precompute of
+    # small snapshots; per call on larger ones the Monte Carlo walks cost what their steps cost.
+    mode = "power" if snap.n_users <= WALK_PRECOMPUTE_MAX_USERS else "montecarlo"
+    return walks.PPRSource(seed=ctx.seed, mode=mode)
+
+
 CATALOGUE: dict[str, dict[str, SourceSpec]] = {
     TASK_TWEETS: {
         "spectral": SourceSpec(
@@ -99,9 +108,7 @@ CATALOGUE: dict[str, dict[str, SourceSpec]] = {
         "similar_engagers": SourceSpec(
             lambda s, c: src.SimilarEngagersSource() if s.n_engagements else None, 0.1
         ),
-        "ppr": SourceSpec(
-            lambda s, c: walks.PPRSource(seed=c.seed) if s.n_follows else None, 0.3, precompute="small"
-        ),
+        "ppr": SourceSpec(_ppr, 0.3, precompute="small"),
         "salsa": SourceSpec(
             lambda s, c: walks.SalsaSource(seed=c.seed) if s.n_follows else None, 0.3, precompute="small"
         ),
