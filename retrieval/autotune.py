@@ -99,7 +99,6 @@ def _source_lists(
     """Each source's normalised lists for ``users`` (rows aligned), computed in batches."""
     blocks: dict[str, list[sp.csr_matrix]] = {}
     for lo in range(0, len(users), batch_size):
-        _, parts = rec.fused_lists(task, users[lo : lo + batch_size])
-        for name, m in parts.items():
+        for name, m in rec.source_lists(task, users[lo : lo + batch_size]).items():
             blocks.setdefault(name, []).append(m)
     return {name: sp.vstack(ms, format="csr") for name, ms in blocks.items()}

@@ -134,8 +134,6 @@ class Recommender:
         self.tasks = tuple(check_task(t) for t in tasks)
         context = BuildContext(self.config.seed, user_vectors, tweet_vectors)
         self.sources: dict[str, dict[str, CandidateSource]] = {}
-        self._exclude: dict[str, sp.csr_matrix] = {}
-        self._cold: dict[str, PopularitySource] = {}
         for task in self.tasks:
             weights = self.config.weights(task)
             # Only sources with a weight are built and fitted: a tuned config may switch off an expensive one.
@@ -147,10 +145,15 @@ class Recommender:
                     snap, task, names, context=context, serving=serving, depth=self.config.depth
                 )
             self.sources[task] = {name: s.fit(snap) for name, s in chosen.items()}
-            self._exclude[task] = exclusion_matrix(snap, task)
-            self._cold[task] = PopularitySource(task, half_life_days=3.0 if task == TASK_TWEETS else 0.0).fit(
-                snap
-            )
+        self._derive_from_snapshot()
+
+    def _derive_from_snapshot(self) -> None:
+        """Per task, the history exclusions and the cold-start popularity (fitting and loading)."""
+        self._exclude = {t: exclusion_matrix(self.snap, t) for t in self.tasks}
+        self._cold = {
+            t: PopularitySource(t, half_life_days=3.0 if t == TASK_TWEETS else 0.0).fit(self.snap)
+            for t in self.tasks
+        }
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -233,11 +236,7 @@ class Recommender:
         rec.snap, rec.config = snap, RecommenderConfig.load(path / "config.json")
         rec.user_vectors, rec.tweet_vectors = state["user_vectors"], state["tweet_vectors"]
         rec.tasks, rec.sources = tuple(state["tasks"]), state["sources"]
-        rec._exclude = {t: exclusion_matrix(snap, t) for t in rec.tasks}
-        rec._cold = {
-            t: PopularitySource(t, half_life_days=3.0 if t == TASK_TWEETS else 0.0).fit(snap)
-            for t in rec.tasks
-        }
+        rec._derive_from_snapshot()
         return rec
 
     # -- public API ------------------------------------------------------------
@@ -306,22 +305,27 @@ class Recommender:
         return [self.tweet_candidates(u, k, **kwargs) for u in user_ids]
 
     # -- the pipeline ------------------------------------------------------------
-    def fused_lists(self, task: str, users: np.ndarray) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
-        """Stages 1-2 for a batch of users (dense indices): every weighted source's top ``depth``
-        candidates (history left out), normalised and fused. Returns the fused rows and each
-        source's weighted part."""
+    def source_lists(self, task: str, users: np.ndarray) -> dict[str, sp.csr_matrix]:
+        """Stage 1 for a batch of users (dense indices): every weighted source's top ``depth``
+        candidates (history left out), normalised (:func:`retrieval.fusion.normalised_lists`)."""
         task = self._check_fitted(task)
         users = np.asarray(users, np.int64)
         exclude = self._exclude[task][users]
         weights = self.config.weights(task)
         n = n_targets(self.snap, task)
-        parts = {
+        return {
             name: normalised_lists(*src.candidates(users, self.config.depth, exclude), n, self.config.fusion)
             for name, src in self.sources[task].items()
             if weights.get(name)
         }
+
+    def fused_lists(self, task: str, users: np.ndarray) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
+        """Stages 1-2: :meth:`source_lists`, weighted and summed. Returns the fused rows and each
+        source's weighted part."""
+        parts = self.source_lists(task, users)
         if not parts:
-            return sp.csr_matrix((len(users), n), dtype=np.float32), {}
+            return sp.csr_matrix((len(users), n_targets(self.snap, task)), dtype=np.float32), {}
+        weights = self.config.weights(task)
         return fuse(parts, {name: weights[name] for name in parts})
 
     def rank(self, task: str, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -350,27 +350,14 @@ class StaticSource(Source):
         return np.broadcast_to(self.vector, (len(users), len(self.vector))).copy()
 
     def candidates(self, users: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None) -> Candidates:
-        users = np.asarray(users, np.int64)
         n, k = len(users), max(int(k), 0)
-        ids = np.full((n, k), -1, np.int64)
-        vals = np.zeros((n, k), np.float32)
-        if not n or not k:
-            return ids, vals
         longest = int(np.diff(exclude_rows.indptr).max(initial=0)) if exclude_rows is not None else 0
         head = self.order[: k + longest]  # enough for the user with the longest history
-        cand = np.broadcast_to(head, (n, len(head)))
-        keep = np.ones(cand.shape, bool)
-        if exclude_rows is not None and exclude_rows.nnz:
-            n_cols = np.int64(len(self.vector))
-            ex_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(exclude_rows.indptr))
-            ex_keys = ex_rows * n_cols + exclude_rows.indices
-            keep = ~np.isin(np.arange(n, dtype=np.int64)[:, None] * n_cols + cand, ex_keys)
-        slot = np.cumsum(keep, axis=1) - 1
-        take = keep & (slot < k)
-        rows = np.broadcast_to(np.arange(n)[:, None], cand.shape)
-        ids[rows[take], slot[take]] = cand[take]
-        vals[rows[take], slot[take]] = self.vector[cand[take]]
-        return ids, vals
+        rows = sp.csr_matrix(
+            (np.tile(self.vector[head], n), np.tile(head, n), np.arange(n + 1, dtype=np.int64) * len(head)),
+            shape=(n, len(self.vector)),
+        )
+        return select_candidates(rows, k, exclude_rows)
 
 
 class PopularitySource(StaticSource):

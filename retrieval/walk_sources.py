@@ -32,7 +32,7 @@ from graph.errors import InputError
 from graph.ranking import lists_to_csr, select_candidates
 from graph.schema import DEFAULT_KIND_WEIGHTS, KINDS
 from graph.snapshot import GraphSnapshot
-from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix, n_targets
 
 log = logging.getLogger(__name__)
 
@@ -508,8 +508,9 @@ class WalkSource:
         ids, vals = type(self)._batch(self.snap, users, k, **params)
         vals = np.where(ids >= 0, vals, 0.0).astype(np.float32)
         if exclude_rows is not None and exclude_rows.nnz:
-            n_targets = self.snap.n_tweets if self.task == TASK_TWEETS else self.snap.n_users
-            ids, vals = select_candidates(lists_to_csr(ids, vals, n_targets), k, exclude_rows)
+            ids, vals = select_candidates(
+                lists_to_csr(ids, vals, n_targets(self.snap, self.task)), k, exclude_rows
+            )
         return ids, vals
 
 
