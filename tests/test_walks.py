@@ -3,16 +3,20 @@ hand-computed answers; the candidate sources and methods built on them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pytest
+from numba.core.dispatcher import Dispatcher
 
 from evaluation import adapters
-from graph import walks
+from graph import walk_kernels, walk_primitives, walk_topk, walks
 from graph import walks_reference as ref
 from graph.errors import GraphRecError, InputError
+from graph.kernels import TwinKernel
 from graph.schema import KINDS
 from graph.snapshot import build_snapshot
 from retrieval import walk_sources as ws
@@ -337,6 +341,49 @@ def test_forked_worker_can_serve_single_user_walks(tmp_path):
     """A pre-fork server fits (parallel kernels), forks, and its workers answer one user per
     call: with numba's OpenMP layer a parallel kernel in the child aborts the process."""
     run_fork_script(tmp_path, "fork_walks.py", FORK_SCRIPT)
+
+
+def test_every_walk_kernel_has_a_serial_twin():
+    """Forked workers rely on the serial twins: every compiled kernel is a TwinKernel."""
+    kernels = {
+        name: obj
+        for module in (walk_primitives, walk_kernels)
+        for name, obj in vars(module).items()
+        if name.endswith("_kernel")
+    }
+    assert set(kernels) == {
+        "_alias_kernel",
+        "_alternating_walks_kernel",
+        "_pixie_kernel",
+        "_ppr_mc_kernel",
+        "_ppr_power_kernel",
+        "_salsa_kernel",
+        "_fof_kernel",
+    }
+    for name, obj in kernels.items():
+        assert isinstance(obj, TwinKernel), name
+
+
+def test_walk_modules_share_one_cache_stamp():
+    """numba keys a cached function on its own source file only, and the walk modules compile
+    into one another: each of their cached functions is keyed on all three sources, so that
+    an edit of one recompiles the others instead of loading them stale."""
+    here = Path(walk_primitives.__file__).parent
+    sources = b"".join((here / name).read_bytes() for name in walk_primitives._WALK_NUMBA_FILES)
+    want = hashlib.sha256(sources).hexdigest()
+    n = 0
+    for module in (walk_primitives, walk_topk, walk_kernels):
+        for obj in vars(module).values():
+            for f in (obj.parallel, obj.serial) if isinstance(obj, TwinKernel) else (obj,):
+                if isinstance(f, Dispatcher) and f.py_func.__module__ == module.__name__:
+                    assert f._cache._cache_file._source_stamp[1] == want, f
+                    n += 1
+    assert n >= 25
+
+
+def test_walks_keeps_its_public_names():
+    for name in walks.__all__:
+        assert callable(getattr(walks, name)), name
 
 
 def follow_engage_snapshot(follows, engagements, n_users, n_tweets):
