@@ -320,6 +320,204 @@ def _make_split(
     return Split(name=name, train=snap, users=users, truth=full[users], exclude=exclude)
 
 
+@dataclass
+class _Carve:
+    """What one split rule holds out: boolean masks over the task's edges (test and validation
+    pairs) and the (engagement rows, follow rows) each training snapshot keeps."""
+
+    test_rows: np.ndarray
+    val_rows: np.ndarray
+    test_keep: tuple[np.ndarray, np.ndarray]
+    val_keep: tuple[np.ndarray, np.ndarray]
+    where: tuple[str, str]  # how notes and errors name the test and the validation split
+    description: str
+    test_cold: str | None = None  # the test split's cold-user policy (None: the caller's)
+
+
+def _task_edges(src: _Source, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (user, target) columns of the task's edges: follows, or engagements."""
+    if task == TASK_FOLLOWS:
+        return src.follow_src, src.follow_dst
+    return src.eng_user, src.eng_item
+
+
+def _fixed(src: _Source, rng: np.random.Generator) -> _Carve:
+    """The shipped test split; validation shipped or carved from the shipped train split."""
+    all_fol = np.ones(len(src.follow_src), bool)
+    is_test = src.eng_split == "test"
+    train_rows = ~is_test  # the final model trains on train (+ the shipped val)
+    if src.shipped_val:
+        val_rows = src.eng_split == "val"
+        desc_val = "the shipped validation split; tuning models fit on the train split"
+    else:
+        tr = np.flatnonzero(src.eng_split == "train")
+        val_rows = np.zeros(len(src.eng_user), bool)
+        val_rows[tr[holdout_per_user(src.eng_user[tr], HOLDOUT_FRACTION, rng)]] = True
+        desc_val = "20% of each user's training items (seeded), carved from train"
+    description = (
+        f"{src.name} shipped train/test split, all-item ranking with training items masked"
+        + ("; final model fitted on train + val" if src.shipped_val else "")
+        + f"; validation: {desc_val}"
+    )
+    return _Carve(
+        is_test,
+        val_rows,
+        (train_rows, all_fol),
+        (train_rows & ~val_rows, all_fol),
+        ("test split", "validation split"),
+        description,
+    )
+
+
+def _hold_follows(src: _Source, mask: np.ndarray, symmetric: bool, rng: np.random.Generator) -> np.ndarray:
+    """Follow rows held out of those in ``mask`` (a friendship as one, for an undirected graph)."""
+    rows = np.flatnonzero(mask)
+    if symmetric:
+        h = holdout_undirected(src.follow_src[rows], src.follow_dst[rows], HOLDOUT_FRACTION, rng)
+    else:
+        h = holdout_per_user(src.follow_src[rows], HOLDOUT_FRACTION, rng)
+    out = np.zeros(len(src.follow_src), bool)
+    out[rows[h]] = True
+    return out
+
+
+def _holdout_follows(src: _Source, rng: np.random.Generator) -> _Carve:
+    symmetric = is_symmetric(src.follow_src, src.follow_dst)
+    test_rows = _hold_follows(src, np.ones(len(src.follow_src), bool), symmetric, rng)
+    val_rows = _hold_follows(src, ~test_rows, symmetric, rng)
+    eng_train = src.eng_split != "test"  # side information: every non-test engagement
+    description = (
+        f"{src.name} follows: seeded hold-out of 20% of each user's "
+        + ("friendships (undirected: both directions held out)" if symmetric else "follow edges")
+        + "; validation: 20% of the remaining training edges; accounts already followed and the user masked"
+    )
+    return _Carve(
+        test_rows,
+        val_rows,
+        (eng_train, ~test_rows),
+        (eng_train, ~test_rows & ~val_rows),
+        ("follow hold-out", "follow validation"),
+        description,
+    )
+
+
+def _holdout_tweets(src: _Source, rng: np.random.Generator) -> _Carve:
+    # hold out (user, tweet) pairs; every kind on a held-out pair leaves training
+    all_fol = np.ones(len(src.follow_src), bool)
+    n_t = int(src.eng_item.max(initial=0)) + 1
+    pair = src.eng_user.astype(np.int64) * n_t + src.eng_item
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    test_pair = holdout_per_user(uniq // n_t, HOLDOUT_FRACTION, rng)
+    rest = np.flatnonzero(~test_pair)
+    val_pair = np.zeros(len(uniq), bool)
+    val_pair[rest[holdout_per_user(uniq[rest] // n_t, HOLDOUT_FRACTION, rng)]] = True
+    test_rows, val_rows = test_pair[inverse], val_pair[inverse]
+    return _Carve(
+        test_rows,
+        val_rows,
+        (~test_rows, all_fol),
+        (~test_rows & ~val_rows, all_fol),
+        ("tweet hold-out", "tweet validation"),
+        f"{src.name} tweets: seeded hold-out of 20% of each user's engaged tweets; "
+        "validation: 20% of the remaining; engaged tweets masked",
+    )
+
+
+def _time(src: _Source, task: str) -> _Carve:
+    """Test: the task's edges after the 80% time quantile; validation: the same rule before it."""
+    ts = src.follow_ts if task == TASK_FOLLOWS else src.eng_ts
+    cut = time_cutoff(ts, HOLDOUT_FRACTION)
+    before = ts <= cut
+    val_cut = time_cutoff(ts[before], HOLDOUT_FRACTION)
+    description = (
+        f"{src.name} {task}: time split, training = everything up to t={cut} (80% quantile of the "
+        f"{task} timestamps), test = {task} after it; validation: the same rule inside training (t={val_cut})"
+    )
+    return _Carve(
+        ~before,
+        before & ~(ts <= val_cut),
+        (src.eng_ts <= cut, src.follow_ts <= cut),
+        (src.eng_ts <= val_cut, src.follow_ts <= val_cut),
+        ("time split", "time validation"),
+        description,
+        test_cold="drop",
+    )
+
+
+def _carve(src: _Source, task: str, split: str, rng: np.random.Generator) -> _Carve:
+    if split == "fixed":
+        return _fixed(src, rng)
+    if split == "time":
+        return _time(src, task)
+    return _holdout_follows(src, rng) if task == TASK_FOLLOWS else _holdout_tweets(src, rng)
+
+
+def _splits(src: _Source, task: str, carve: _Carve, cold_users: str, notes: list[str]) -> tuple[Split, Split]:
+    """The test and validation :class:`Split` of a carve."""
+    users, items = _task_edges(src, task)
+    test_snap = src.snapshot(*carve.test_keep)
+    val_snap = src.snapshot(*carve.val_keep)
+    where_test, where_val = (f"{src.name} {w}" for w in carve.where)
+    test = _make_split(
+        "test",
+        test_snap,
+        task,
+        users[carve.test_rows],
+        items[carve.test_rows],
+        cold_users=carve.test_cold or cold_users,
+        where=where_test,
+        notes=notes,
+    )
+    val = _make_split(
+        "val",
+        val_snap,
+        task,
+        users[carve.val_rows],
+        items[carve.val_rows],
+        cold_users="drop",
+        where=where_val,
+        notes=notes,
+    )
+    return test, val
+
+
+def _check_options(task: str, split: str, cold_users: str) -> None:
+    check_task(task)
+    if split not in SPLIT_KINDS:
+        raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
+    if cold_users not in COLD_POLICIES:
+        raise InputError(
+            f"unknown cold-users policy {cold_users!r}; choose one of {', '.join(COLD_POLICIES)}"
+        )
+
+
+def _resolve_split(src: _Source, task: str, split: str) -> str:
+    """The split rule ``split`` names for this source and task (``default``: its usual one), or
+    :class:`InputError` when the source cannot provide it."""
+    if task == TASK_FOLLOWS and not src.has_follows:
+        raise InputError(
+            f"dataset {src.name!r} has no follow graph, so --task follows cannot be evaluated on it; "
+            "use --task tweets, or a dataset with follows (lastfm, flickr, synthetic)"
+        )
+    shipped = task == TASK_TWEETS and src.fixed_tweet_split
+    if split == "default":
+        split = "fixed" if shipped else "holdout"
+    if split == "fixed" and not shipped:
+        raise InputError(
+            f"--split fixed: {src.name} ships no fixed split for task {task!r}; use --split holdout"
+            + (" or --split time" if src.has_time else "")
+        )
+    if split == "holdout" and shipped:
+        raise InputError(
+            f"--split holdout: {src.name} ships a fixed tweets split; use --split fixed (the default)"
+        )
+    if split == "time" and not src.has_time:
+        raise InputError(
+            f"--split time: {src.name} has no timestamps; use --split {'fixed' if task == TASK_TWEETS else 'holdout'}"
+        )
+    return split
+
+
 def build_protocol(
     dataset: str,
     task: str,
@@ -332,208 +530,27 @@ def build_protocol(
     source: _Source | None = None,
 ) -> Protocol:
     """Build the test and validation splits of ``dataset`` for ``task`` (see the module docstring)."""
-    check_task(task)
-    if split not in SPLIT_KINDS:
-        raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
-    if cold_users not in COLD_POLICIES:
-        raise InputError(
-            f"unknown cold-users policy {cold_users!r}; choose one of {', '.join(COLD_POLICIES)}"
-        )
+    _check_options(task, split, cold_users)
     src = (
         source
         if source is not None
         else load_source(dataset, data_dir, synthetic_users=synthetic_users, seed=seed)
     )
-    if task == TASK_FOLLOWS and not src.has_follows:
-        raise InputError(
-            f"dataset {src.name!r} has no follow graph, so --task follows cannot be evaluated on it; "
-            "use --task tweets, or a dataset with follows (lastfm, flickr, synthetic)"
-        )
-    kind = split
-    if kind == "default":
-        kind = "fixed" if (task == TASK_TWEETS and src.fixed_tweet_split) else "holdout"
-    if kind == "fixed" and not (task == TASK_TWEETS and src.fixed_tweet_split):
-        raise InputError(
-            f"--split fixed: {src.name} ships no fixed split for task {task!r}; use --split holdout"
-            + (" or --split time" if src.has_time else "")
-        )
-    if kind == "holdout" and task == TASK_TWEETS and src.fixed_tweet_split:
-        raise InputError(
-            f"--split holdout: {src.name} ships a fixed tweets split; use --split fixed (the default)"
-        )
-    if kind == "time" and not src.has_time:
-        raise InputError(
-            f"--split time: {src.name} has no timestamps; use --split {'fixed' if task == TASK_TWEETS else 'holdout'}"
-        )
-
-    rng = np.random.default_rng(seed)
+    split = _resolve_split(src, task, split)
     notes: list[str] = []
-    n_eng, n_fol = len(src.eng_user), len(src.follow_src)
-    all_fol = np.ones(n_fol, bool)
-
-    if kind == "fixed":
-        is_test = src.eng_split == "test"
-        train_rows = ~is_test  # the final model trains on train (+ the shipped val)
-        if src.shipped_val:
-            val_rows = src.eng_split == "val"
-            desc_val = "the shipped validation split; tuning models fit on the train split"
-        else:
-            tr = np.flatnonzero(src.eng_split == "train")
-            val_rows = np.zeros(n_eng, bool)
-            val_rows[tr[holdout_per_user(src.eng_user[tr], HOLDOUT_FRACTION, rng)]] = True
-            desc_val = "20% of each user's training items (seeded), carved from train"
-        test_snap = src.snapshot(train_rows, all_fol)
-        val_snap = src.snapshot(train_rows & ~val_rows, all_fol)
-        test = _make_split(
-            "test",
-            test_snap,
-            task,
-            src.eng_user[is_test],
-            src.eng_item[is_test],
-            cold_users=cold_users,
-            where=f"{src.name} test split",
-            notes=notes,
-        )
-        val = _make_split(
-            "val",
-            val_snap,
-            task,
-            src.eng_user[val_rows],
-            src.eng_item[val_rows],
-            cold_users="drop",
-            where=f"{src.name} validation split",
-            notes=notes,
-        )
-        description = (
-            f"{src.name} shipped train/test split, all-item ranking with training items masked"
-            + ("; final model fitted on train + val" if src.shipped_val else "")
-            + f"; validation: {desc_val}"
-        )
-    elif kind == "holdout":
-        if task == TASK_FOLLOWS:
-            symmetric = is_symmetric(src.follow_src, src.follow_dst)
-
-            def hold(mask: np.ndarray) -> np.ndarray:
-                rows = np.flatnonzero(mask)
-                if symmetric:
-                    h = holdout_undirected(src.follow_src[rows], src.follow_dst[rows], HOLDOUT_FRACTION, rng)
-                else:
-                    h = holdout_per_user(src.follow_src[rows], HOLDOUT_FRACTION, rng)
-                out = np.zeros(n_fol, bool)
-                out[rows[h]] = True
-                return out
-
-            test_rows = hold(all_fol)
-            val_rows = hold(~test_rows)
-            eng_train = src.eng_split != "test"  # side information: every non-test engagement
-            test_snap = src.snapshot(eng_train, ~test_rows)
-            val_snap = src.snapshot(eng_train, ~test_rows & ~val_rows)
-            test = _make_split(
-                "test",
-                test_snap,
-                task,
-                src.follow_src[test_rows],
-                src.follow_dst[test_rows],
-                cold_users=cold_users,
-                where=f"{src.name} follow hold-out",
-                notes=notes,
-            )
-            val = _make_split(
-                "val",
-                val_snap,
-                task,
-                src.follow_src[val_rows],
-                src.follow_dst[val_rows],
-                cold_users="drop",
-                where=f"{src.name} follow validation",
-                notes=notes,
-            )
-            description = (
-                f"{src.name} follows: seeded hold-out of 20% of each user's "
-                + ("friendships (undirected: both directions held out)" if symmetric else "follow edges")
-                + "; validation: 20% of the remaining training edges; accounts already followed and the user masked"
-            )
-        else:
-            # synthetic tweets: hold out (user, tweet) pairs; every kind on a held-out pair leaves training
-            n_t = int(src.eng_item.max(initial=0)) + 1
-            pair = src.eng_user.astype(np.int64) * n_t + src.eng_item
-            uniq, inverse = np.unique(pair, return_inverse=True)
-            test_pair = holdout_per_user(uniq // n_t, HOLDOUT_FRACTION, rng)
-            rest = np.flatnonzero(~test_pair)
-            val_pair = np.zeros(len(uniq), bool)
-            val_pair[rest[holdout_per_user(uniq[rest] // n_t, HOLDOUT_FRACTION, rng)]] = True
-            test_rows, val_rows = test_pair[inverse], val_pair[inverse]
-            test_snap = src.snapshot(~test_rows, all_fol)
-            val_snap = src.snapshot(~test_rows & ~val_rows, all_fol)
-            test = _make_split(
-                "test",
-                test_snap,
-                task,
-                src.eng_user[test_rows],
-                src.eng_item[test_rows],
-                cold_users=cold_users,
-                where=f"{src.name} tweet hold-out",
-                notes=notes,
-            )
-            val = _make_split(
-                "val",
-                val_snap,
-                task,
-                src.eng_user[val_rows],
-                src.eng_item[val_rows],
-                cold_users="drop",
-                where=f"{src.name} tweet validation",
-                notes=notes,
-            )
-            description = (
-                f"{src.name} tweets: seeded hold-out of 20% of each user's engaged tweets; "
-                "validation: 20% of the remaining; engaged tweets masked"
-            )
-    else:  # time
-        ts = src.follow_ts if task == TASK_FOLLOWS else src.eng_ts
-        cut = time_cutoff(ts, HOLDOUT_FRACTION)
-        before = ts <= cut
-        val_cut = time_cutoff(ts[before], HOLDOUT_FRACTION)
-        eng_before, fol_before = src.eng_ts <= cut, src.follow_ts <= cut
-        eng_val_before, fol_val_before = src.eng_ts <= val_cut, src.follow_ts <= val_cut
-        test_snap = src.snapshot(eng_before, fol_before)
-        val_snap = src.snapshot(eng_val_before, fol_val_before)
-        if task == TASK_FOLLOWS:
-            t_u, t_i = src.follow_src[~before], src.follow_dst[~before]
-            vsel = before & ~(ts <= val_cut)
-            v_u, v_i = src.follow_src[vsel], src.follow_dst[vsel]
-        else:
-            t_u, t_i = src.eng_user[~before], src.eng_item[~before]
-            vsel = before & ~(ts <= val_cut)
-            v_u, v_i = src.eng_user[vsel], src.eng_item[vsel]
-        test = _make_split(
-            "test", test_snap, task, t_u, t_i, cold_users="drop", where=f"{src.name} time split", notes=notes
-        )
-        val = _make_split(
-            "val",
-            val_snap,
-            task,
-            v_u,
-            v_i,
-            cold_users="drop",
-            where=f"{src.name} time validation",
-            notes=notes,
-        )
-        description = (
-            f"{src.name} {task}: time split, training = everything up to t={cut} (80% quantile of the "
-            f"{task} timestamps), test = {task} after it; validation: the same rule inside training (t={val_cut})"
-        )
+    carve = _carve(src, task, split, np.random.default_rng(seed))
+    test, val = _splits(src, task, carve, cold_users, notes)
     if src.name == "synthetic":
         notes.append(f"synthetic graph: generate(n_users={src.n_users}, seed={src.seed})")
     if len(test.users) == 0:
         raise InputError(
-            f"{src.name} {task} ({kind} split): no test user has held-out items; nothing to evaluate"
+            f"{src.name} {task} ({split} split): no test user has held-out items; nothing to evaluate"
         )
     log.info(
         "protocol %s/%s/%s: %d test users, %d test pairs, %d val users",
         src.name,
         task,
-        kind,
+        split,
         len(test.users),
         test.n_pairs,
         len(val.users),
@@ -541,10 +558,10 @@ def build_protocol(
     return Protocol(
         dataset=src.name,
         task=task,
-        split=kind,
+        split=split,
         seed=seed,
         test=test,
         val=val,
-        description=description,
+        description=carve.description,
         notes=notes,
     )

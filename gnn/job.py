@@ -198,9 +198,9 @@ def _normalized(train: dict) -> bool:
 def load_sage(path: str | Path) -> Embeddings:
     """Rebuild a trained SAGE model from its artifact, for inductive embedding of new nodes
     (:func:`gnn.pipeline.embed_snapshot_inductive`)."""
+    from gnn.checkpoints import read_checkpoint
     from gnn.features import FeaturePipeline
     from gnn.models import HeteroSAGE
-    from gnn.trainer import read_checkpoint
 
     art = artifacts.load_artifact(path)
     if art.config["model"] != "sage" or art.checkpoint is None:

@@ -1,4 +1,4 @@
-"""Embedding models. They expose embeddings; losses and the training loop live in :mod:`gnn.trainer`.
+"""Embedding models. They expose embeddings; the training loop lives in :mod:`gnn.trainer`, the losses in :mod:`gnn.losses`.
 
 * :class:`LightGCN` (He et al., SIGIR 2020) over the joint user+tweet graph: final
   embeddings ``E = sum_l a_l Â^l E0`` with the symmetric-normalised adjacency ``Â`` built

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnn.checkpoints import load_checkpoint, read_checkpoint
 from gnn.data import (
     PairSet,
     carve_early_stopping,
@@ -26,7 +27,7 @@ from gnn.data import (
     task_relations,
 )
 from gnn.models import HeteroSAGE, LightGCN, spectral_init
-from gnn.trainer import EmbeddingTask, TrainConfig, Trainer, embed, load_checkpoint, read_checkpoint
+from gnn.trainer import EmbeddingTask, TrainConfig, Trainer, embed
 from graph.errors import InputError
 from graph.snapshot import GraphSnapshot
 

@@ -1,5 +1,6 @@
-"""The training loop, separate from the models: losses, negative sampling, early stopping,
-checkpoints, seeds and devices.
+"""The training loop, separate from the models: early stopping, learning-rate schedules, seeds
+and devices. Losses live in :mod:`gnn.losses`, negative sampling in :mod:`gnn.negatives`,
+checkpoints in :mod:`gnn.checkpoints`.
 
 A model only has to map its input to node-space embeddings (``forward() -> (n_nodes, dim)``).
 Each step runs the model once, detaches its output, computes the loss of the batch in
@@ -12,6 +13,7 @@ Losses (``TrainConfig.loss``):
 * ``softmax``: sampled softmax over cosine similarities with a temperature; each chunk of
   positives shares a pool of uniformly drawn negative targets, and pool entries that are
   a row's training positive are removed from that row's softmax.
+* ``full_softmax``: softmax over every target, in steps of whole users.
 * ``bpr``: Bayesian personalised ranking with ``bpr_negatives`` negatives per positive, drawn
   by rejection so none is a training positive (each optionally the best-scoring of
   ``hard_negative_candidates`` draws), and L2 regularisation of the batch rows.
@@ -28,7 +30,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,20 +41,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from gnn.checkpoints import load_checkpoint, restore_generators, save_checkpoint
 from gnn.data import PairSet, merge_pairs, user_indptr
-from gnn.negatives import hardest_negatives
+from gnn.losses import full_softmax_loss, sampled_loss
+from gnn.negatives import NegativeSampler
 from gnn.ranking import evaluate_embeddings
-from graph.errors import InputError, SnapshotError
+from graph.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
 LOSSES = ("softmax", "full_softmax", "bpr")
 LR_SCHEDULES = ("constant", "cosine")
-
-
-class CheckpointError(SnapshotError):
-    """A checkpoint is unreadable, corrupt, or belongs to another model / snapshot."""
 
 
 @dataclass
@@ -153,88 +151,14 @@ def seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------
-# negative sampling
-
-
-def hardest_of(scores: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
-    """Per ``(row, slot)``, the candidate with the highest score: ``candidates`` and ``scores``
-    are ``(B, m, c)``; returns ``(B, m)`` (ties: the first candidate)."""
-    best = scores.argmax(dim=2).cpu().numpy()
-    return np.take_along_axis(candidates, best[:, :, None], axis=2)[:, :, 0]
-
-
-class NegativeSampler:
-    """Uniform negatives for one relation that are never a training positive of their user.
-
-    Positives are looked up in the relation's sorted ``user * n_targets + target`` keys;
-    rejected draws are redrawn until none is left. Users whose positives cover every target
-    have no negative; :meth:`sample` raises for them (callers filter with :meth:`can_sample`).
-    """
-
-    def __init__(self, pairs: PairSet, rng: np.random.Generator):
-        self.pairs, self.rng = pairs, rng
-        self.degree = np.bincount(pairs.users, minlength=pairs.n_users)
-        self.indptr = user_indptr(pairs)
-        self._slot = np.full(pairs.n_targets, -1, np.int64)
-
-    def can_sample(self, users: np.ndarray) -> np.ndarray:
-        return self.degree[users] < self.pairs.n_targets
-
-    def sample(self, users: np.ndarray, n: int = 1, max_rounds: int = 100) -> np.ndarray:
-        """``(len(users), n)`` negatives; row i has none of ``users[i]``'s positives."""
-        users = np.asarray(users, np.int64)
-        if not self.can_sample(users).all():
-            bad = users[~self.can_sample(users)][:5].tolist()
-            raise InputError(f"user(s) {bad} engaged with every target; no negative exists")
-        out = self.rng.integers(0, self.pairs.n_targets, size=(len(users), n))
-        bad = self.pairs.contains(users[:, None], out)
-        for _ in range(max_rounds):
-            if not bad.any():
-                return out
-            r, c = np.nonzero(bad)
-            out[r, c] = self.rng.integers(0, self.pairs.n_targets, size=len(r))
-            bad[r, c] = self.pairs.contains(users[r], out[r, c])
-        # dense fallback for near-saturated users: draw from the explicit complement
-        for r, c in zip(*np.nonzero(bad)):
-            row_pos = self.pairs.targets[self.pairs.users == users[r]]
-            free = np.setdiff1d(np.arange(self.pairs.n_targets), row_pos)
-            out[r, c] = self.rng.choice(free)
-        return out
-
-    def pool(self, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """A shared pool of up to ``n`` distinct uniform targets and the (len(users), len(pool))
-        mask of pool entries that are the row's positive (to be left out of that row)."""
-        users = np.asarray(users, np.int64)
-        # distinct entries (a draw of n with repeats removed), so each target has one slot
-        pool = np.unique(self.rng.integers(0, self.pairs.n_targets, size=n))
-        n = len(pool)
-        # walk the users' positive lists (sum of degrees) instead of testing every (user, pool) cell
-        self._slot[pool] = np.arange(n)
-        starts, ends = self.indptr[users], self.indptr[users + 1]
-        lengths = ends - starts
-        rows = np.repeat(np.arange(len(users)), lengths)
-        flat = (
-            np.arange(lengths.sum())
-            - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            + np.repeat(starts, lengths)
-        )
-        slots = self._slot[self.pairs.targets[flat]]
-        hit = slots >= 0
-        mask = np.zeros((len(users), n), bool)
-        mask[rows[hit], slots[hit]] = True
-        self._slot[pool] = -1
-        return pool, mask
-
-
-# ---------------------------------------------------------------------------
 # the task the trainer optimises
 
 
 @dataclass
 class EmbeddingTask:
-    """What to train: a model, how to run it, and the positives of each relation.
+    """What to train: a model, how to run it, and the positives of each target task.
 
-    ``forward()`` returns node-space embeddings (users first; a relation's targets start at
+    ``forward()`` returns node-space embeddings (users first; a task's targets start at
     its ``target_offset``). ``before_epoch(epoch, rng)`` may change the model's input (the
     inductive model re-draws its simulated cold tweets). ``fingerprint`` identifies the data
     (snapshot id, task, sizes): a checkpoint only resumes on the same fingerprint.
@@ -268,6 +192,29 @@ class TrainResult:
         return asdict(self)
 
 
+@dataclass
+class _Run:
+    """The state one :meth:`Trainer.fit` call shares between its steps."""
+
+    task: EmbeddingTask
+    opt: torch.optim.Optimizer
+    rng: np.random.Generator
+    main_epochs: int  # epochs before the refit (the refit's are counted in ``epochs`` too)
+    refit: int
+    checkpoint: str | Path | None
+    on_eval: Callable[[dict], None] | None
+    result: TrainResult = field(default_factory=TrainResult)
+    best_state: dict | None = None
+    start_epoch: int = 0
+    samplers: list[NegativeSampler] = field(default_factory=list)
+    excl: list = field(default_factory=list)  # per pair set: what validation never ranks
+    truth: list = field(default_factory=list)  # per pair set: the validation positives
+    stale: int = 0  # evaluations since the best one
+    t_train: float = 0.0  # seconds of training so far (steps and validation)
+    epoch_times: list[float] = field(default_factory=list)  # each epoch's steps, to reserve the refit's share
+    grow: float = 1.0  # a refit epoch's size relative to a main one (validation positives join)
+
+
 class Trainer:
     """Runs :class:`TrainConfig` on an :class:`EmbeddingTask`."""
 
@@ -293,7 +240,7 @@ class Trainer:
 
         ``checkpoint``: file written (atomically) every ``checkpoint_every`` epochs; with
         ``resume=True`` and an existing file, training continues from it (the file must come
-        from the same model configuration and data, else :class:`CheckpointError`).
+        from the same model configuration and data, else :class:`~gnn.checkpoints.CheckpointError`).
         ``on_eval(record)`` is called after each evaluation and each refit epoch (its record has
         ``refit`` and no validation metrics), outside the timed part.
         """
@@ -307,152 +254,8 @@ class Trainer:
             if det:
                 torch.use_deterministic_algorithms(previous)
 
-    def _fit(self, task: EmbeddingTask, checkpoint, resume: bool, on_eval) -> TrainResult:
-        cfg = self.config
-        # ``epochs`` counts every epoch trained, the refit ones included (at least one main epoch)
-        refit = min(cfg.refit_epochs, cfg.epochs - 1) if task.val else 0
-        main_epochs = cfg.epochs - refit
-        if refit and task.use_full_graph is None:
-            raise InputError("refit_epochs needs a task that can switch to the full graph (LightGCN)")
-        seed_everything(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        model = task.model.to(self.device)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        if cfg.decoupled_weight_decay > 0:
-            opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.decoupled_weight_decay)
-        else:
-            opt = torch.optim.Adam(trainable, lr=cfg.lr)
-        result = TrainResult()
-        best_state: dict | None = None
-        start_epoch = 0
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            state = load_checkpoint(checkpoint, expect_fingerprint=task.fingerprint, model=model)
-            opt.load_state_dict(state["optimizer"])
-            rng.bit_generator.state = state["numpy_rng"]
-            torch.set_rng_state(state["torch_rng"])
-            result = TrainResult(**state["result"])
-            best_state = state.get("best_state")
-            start_epoch = result.epochs_run
-            log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
-            if result.refit_epochs:  # a finished run: its saved best state is the refitted model
-                if task.use_full_graph is not None:
-                    task.use_full_graph()
-                model.load_state_dict(best_state)
-                return result
-
-        samplers = [NegativeSampler(p, rng) for p in task.train]
-        total = sum(len(p) for p in task.train)
-        if total == 0:
-            raise InputError("no training positives: the snapshot has no edges for this task")
-        excl = [_exclusion(p) for p in task.train]
-        truth = [p.matrix() for p in task.val]
-        stale = 0 if not result.history else _stale(result)
-        bar = tqdm(
-            range(start_epoch, main_epochs),
-            desc=f"train {getattr(model, 'kind', 'model')}",
-            unit="epoch",
-            disable=not cfg.progress,
-            initial=start_epoch,
-            total=main_epochs,
-        )
-        t_train = result.train_seconds
-        epoch_times: list[float] = []  # seconds of each epoch's steps, to reserve the refit's share
-        grow = sum(len(p) for p in task.val) / max(total, 1) + 1.0
-        for epoch in bar:
-            t0 = time.perf_counter()
-            if cfg.lr_schedule == "cosine":
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / main_epochs))
-            model.train()
-            if task.before_epoch is not None:
-                task.before_epoch(epoch, rng)
-            loss = self._epoch(task, opt, samplers, rng)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            epoch_times.append(time.perf_counter() - t0)
-            t_train += epoch_times[-1]
-            record = {"epoch": epoch + 1, "loss": loss, "seconds": round(t_train, 3)}
-            last = epoch + 1 == main_epochs
-            reserve = refit * grow * float(np.mean(epoch_times))
-            out_of_time = cfg.time_budget_s is not None and t_train + reserve >= cfg.time_budget_s
-            if task.val and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):
-                t1 = time.perf_counter()
-                metrics = self.validate(task, excl, truth)
-                t_train += time.perf_counter() - t1  # validation is part of the training cost
-                record.update(metrics)
-                record["seconds"] = round(t_train, 3)
-                metric = metrics[f"val_recall@{cfg.k}"]
-                if metric > result.best_metric:
-                    result.best_metric, result.best_epoch, stale = metric, epoch + 1, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    stale += 1
-                    if cfg.plateau_factor < 1:
-                        for group in opt.param_groups:  # kept in the optimizer state: resumes exactly
-                            group["lr"] *= cfg.plateau_factor
-                record["lr"] = opt.param_groups[0]["lr"]
-            result.history.append(record)
-            result.epochs_run, result.train_seconds = epoch + 1, t_train
-            log.info("epoch %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
-            bar.set_postfix({k: _fmt(v) for k, v in record.items() if k != "epoch"})
-            if on_eval is not None and "val_users" in record:
-                on_eval({**record, "model": model})
-            stop = ""
-            if task.val and stale >= cfg.patience:
-                stop = f"early stop: no validation gain in {cfg.patience} evaluations"
-            elif out_of_time:
-                stop = f"time budget of {cfg.time_budget_s:.0f}s reached"
-            if checkpoint is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or stop or last):
-                save_checkpoint(
-                    checkpoint, model, opt, rng, result, best_state, task.fingerprint, cfg, task.vocab
-                )
-            if stop:
-                result.stopped = stop
-                log.info("%s at epoch %d", stop, epoch + 1)
-                break
-        bar.close()
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        if refit:
-            self._refit(task, opt, rng, result, refit, on_eval)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if checkpoint is not None:
-                save_checkpoint(
-                    checkpoint, model, opt, rng, result, best_state, task.fingerprint, cfg, task.vocab
-                )
-        return result
-
-    def _refit(
-        self, task: EmbeddingTask, opt, rng: np.random.Generator, result: TrainResult, epochs: int, on_eval
-    ):
-        """``epochs`` more epochs from the restored best state on training plus validation
-        positives over the whole training graph (same optimizer state)."""
-        task.use_full_graph()
-        merged = [merge_pairs(t, v) for t, v in zip(task.train, task.val)]
-        full = dataclasses.replace(task, train=merged, val=[])
-        samplers = [NegativeSampler(p, rng) for p in merged]
-        task.model.train()
-        for i in range(epochs):
-            t0 = time.perf_counter()
-            loss = self._epoch(full, opt, samplers, rng)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            result.train_seconds += time.perf_counter() - t0
-            record = {
-                "epoch": result.epochs_run + 1,
-                "loss": loss,
-                "seconds": round(result.train_seconds, 3),
-                "refit": i + 1,
-            }
-            result.history.append(record)
-            result.epochs_run += 1
-            result.refit_epochs = i + 1
-            log.info("refit %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
-            if on_eval is not None:
-                on_eval({**record, "model": task.model})
-
     def validate(self, task: EmbeddingTask, excl=None, truth=None) -> dict:
-        """recall@k / NDCG@k on the validation positives (mean over relations)."""
+        """recall@k / NDCG@k on the validation positives (mean over the target tasks)."""
         cfg = self.config
         excl = excl if excl is not None else [_exclusion(p) for p in task.train]
         truth = truth if truth is not None else [p.matrix() for p in task.val]
@@ -470,28 +273,216 @@ class Trainer:
             "val_users": users,
         }
 
-    # -- internals -----------------------------------------------------------------
+    # -- the run, step by step -------------------------------------------------------
+    def _fit(self, task: EmbeddingTask, checkpoint, resume: bool, on_eval) -> TrainResult:
+        run = self._start(task, checkpoint, on_eval)
+        if resume and checkpoint is not None and Path(checkpoint).exists() and self._resume(run):
+            return run.result  # a finished run: nothing left to train
+        self._prepare(run)
+        self._train_main(run)
+        if run.best_state is not None:
+            task.model.load_state_dict(run.best_state)
+        if run.refit:
+            self._refit(run)
+            run.best_state = _state_copy(task.model)
+            if checkpoint is not None:
+                self._save(run)
+        return run.result
+
+    def _start(self, task: EmbeddingTask, checkpoint, on_eval) -> _Run:
+        """Seeds, the model on its device and a fresh optimizer."""
+        cfg = self.config
+        # ``epochs`` counts every epoch trained, the refit ones included (at least one main epoch)
+        refit = min(cfg.refit_epochs, cfg.epochs - 1) if task.val else 0
+        if refit and task.use_full_graph is None:
+            raise InputError("refit_epochs needs a task that can switch to the full graph (LightGCN)")
+        seed_everything(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model = task.model.to(self.device)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if cfg.decoupled_weight_decay > 0:
+            opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.decoupled_weight_decay)
+        else:
+            opt = torch.optim.Adam(trainable, lr=cfg.lr)
+        return _Run(task, opt, rng, cfg.epochs - refit, refit, checkpoint, on_eval)
+
+    def _resume(self, run: _Run) -> bool:
+        """Continue from ``run.checkpoint``; True when that run had finished, refit included
+        (its saved best state, the refitted model, is then loaded)."""
+        task = run.task
+        state = load_checkpoint(run.checkpoint, expect_fingerprint=task.fingerprint, model=task.model)
+        restore_generators(state, run.opt, run.rng)
+        run.result = TrainResult(**state["result"])
+        run.best_state = state.get("best_state")
+        run.start_epoch = run.result.epochs_run
+        log.info("resumed from %s at epoch %d", run.checkpoint, run.start_epoch)
+        if not run.result.refit_epochs:
+            return False
+        if task.use_full_graph is not None:
+            task.use_full_graph()
+        task.model.load_state_dict(run.best_state)
+        return True
+
+    def _prepare(self, run: _Run) -> None:
+        """Negative samplers, the validation exclusions and truth, and (for a resumed run) the
+        early-stopping count and training time so far."""
+        task = run.task
+        run.samplers = [NegativeSampler(p, run.rng) for p in task.train]
+        total = sum(len(p) for p in task.train)
+        if total == 0:
+            raise InputError("no training positives: the snapshot has no edges for this task")
+        run.excl = [_exclusion(p) for p in task.train]
+        run.truth = [p.matrix() for p in task.val]
+        run.stale = 0 if not run.result.history else _stale(run.result)
+        run.t_train = run.result.train_seconds
+        run.grow = sum(len(p) for p in task.val) / max(total, 1) + 1.0
+
+    def _train_main(self, run: _Run) -> None:
+        """The epochs before the refit, until the last one, early stopping or the time budget."""
+        bar = tqdm(
+            range(run.start_epoch, run.main_epochs),
+            desc=f"train {getattr(run.task.model, 'kind', 'model')}",
+            unit="epoch",
+            disable=not self.config.progress,
+            initial=run.start_epoch,
+            total=run.main_epochs,
+        )
+        for epoch in bar:
+            record, out_of_time = self._train_epoch(run, epoch)
+            run.result.history.append(record)
+            run.result.epochs_run, run.result.train_seconds = epoch + 1, run.t_train
+            log.info("epoch %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+            bar.set_postfix({k: _fmt(v) for k, v in record.items() if k != "epoch"})
+            if run.on_eval is not None and "val_users" in record:
+                run.on_eval({**record, "model": run.task.model})
+            if self._end_epoch(run, epoch, out_of_time):
+                break
+        bar.close()
+
+    def _train_epoch(self, run: _Run, epoch: int) -> tuple[dict, bool]:
+        """One epoch of steps, then validation when due: the epoch's record, and whether the
+        time budget (less the refit's reserved share) is spent."""
+        cfg, task = self.config, run.task
+        t0 = time.perf_counter()
+        if cfg.lr_schedule == "cosine":
+            for group in run.opt.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / run.main_epochs))
+        task.model.train()
+        if task.before_epoch is not None:
+            task.before_epoch(epoch, run.rng)
+        loss = self._epoch(task, run.opt, run.samplers, run.rng)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        run.epoch_times.append(time.perf_counter() - t0)
+        run.t_train += run.epoch_times[-1]
+        record = {"epoch": epoch + 1, "loss": loss, "seconds": round(run.t_train, 3)}
+        last = epoch + 1 == run.main_epochs
+        reserve = run.refit * run.grow * float(np.mean(run.epoch_times))
+        out_of_time = cfg.time_budget_s is not None and run.t_train + reserve >= cfg.time_budget_s
+        if task.val and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):
+            self._evaluate(run, record)
+        return record, out_of_time
+
+    def _evaluate(self, run: _Run, record: dict) -> None:
+        """Validation metrics into ``record``; keeps the best state, counts evaluations without
+        gain and after each lowers the learning rate by ``plateau_factor``."""
+        cfg = self.config
+        t1 = time.perf_counter()
+        metrics = self.validate(run.task, run.excl, run.truth)
+        run.t_train += time.perf_counter() - t1  # validation is part of the training cost
+        record.update(metrics)
+        record["seconds"] = round(run.t_train, 3)
+        metric = metrics[f"val_recall@{cfg.k}"]
+        if metric > run.result.best_metric:
+            run.result.best_metric, run.result.best_epoch, run.stale = metric, record["epoch"], 0
+            run.best_state = _state_copy(run.task.model)
+        else:
+            run.stale += 1
+            if cfg.plateau_factor < 1:
+                for group in run.opt.param_groups:  # kept in the optimizer state: resumes exactly
+                    group["lr"] *= cfg.plateau_factor
+        record["lr"] = run.opt.param_groups[0]["lr"]
+
+    def _end_epoch(self, run: _Run, epoch: int, out_of_time: bool) -> bool:
+        """Early stopping and the checkpoint after an epoch; True when training stops."""
+        cfg = self.config
+        stop = ""
+        if run.task.val and run.stale >= cfg.patience:
+            stop = f"early stop: no validation gain in {cfg.patience} evaluations"
+        elif out_of_time:
+            stop = f"time budget of {cfg.time_budget_s:.0f}s reached"
+        last = epoch + 1 == run.main_epochs
+        if run.checkpoint is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or stop or last):
+            self._save(run)
+        if stop:
+            run.result.stopped = stop
+            log.info("%s at epoch %d", stop, epoch + 1)
+        return bool(stop)
+
+    def _refit(self, run: _Run) -> None:
+        """``run.refit`` more epochs from the restored best state on training plus validation
+        positives over the whole training graph (same optimizer state)."""
+        task, result = run.task, run.result
+        task.use_full_graph()
+        merged = [merge_pairs(t, v) for t, v in zip(task.train, task.val)]
+        full = dataclasses.replace(task, train=merged, val=[])
+        samplers = [NegativeSampler(p, run.rng) for p in merged]
+        task.model.train()
+        for i in range(run.refit):
+            t0 = time.perf_counter()
+            loss = self._epoch(full, run.opt, samplers, run.rng)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            result.train_seconds += time.perf_counter() - t0
+            record = {
+                "epoch": result.epochs_run + 1,
+                "loss": loss,
+                "seconds": round(result.train_seconds, 3),
+                "refit": i + 1,
+            }
+            result.history.append(record)
+            result.epochs_run += 1
+            result.refit_epochs = i + 1
+            log.info("refit %s", " ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+            if run.on_eval is not None:
+                run.on_eval({**record, "model": task.model})
+
+    def _save(self, run: _Run) -> None:
+        task = run.task
+        save_checkpoint(
+            run.checkpoint,
+            task.model,
+            run.opt,
+            run.rng,
+            run.result,
+            run.best_state,
+            task.fingerprint,
+            self.config,
+            task.vocab,
+        )
+
+    # -- one epoch -------------------------------------------------------------------
     def _epoch(self, task: EmbeddingTask, opt, samplers, rng: np.random.Generator) -> float:
         cfg = self.config
         if cfg.loss == "full_softmax":
             return self._epoch_full(task, opt, rng)
-        # one permutation over all relations' positives: (relation, row)
+        # one permutation over the positives of every target task: (pair set, row)
         sizes = [len(p) for p in task.train]
-        rel = np.repeat(np.arange(len(sizes)), sizes)
+        which = np.repeat(np.arange(len(sizes)), sizes)
         row = np.concatenate([np.arange(s) for s in sizes])
-        perm = rng.permutation(len(rel))
+        perm = rng.permutation(len(which))
         total_loss = 0.0
         for start in range(0, len(perm), cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
             out = task.forward()
             emb = out.detach().requires_grad_()
-            for r, (pairs, sampler) in enumerate(zip(task.train, samplers)):
-                sel = row[idx[rel[idx] == r]]
+            for i, (pairs, sampler) in enumerate(zip(task.train, samplers)):
+                sel = row[idx[which[idx] == i]]
                 ok = sampler.can_sample(pairs.users[sel])
                 sel = sel[ok]
                 for c in range(0, len(sel), cfg.chunk_size):
                     part = sel[c : c + cfg.chunk_size]
-                    loss = self._loss(emb, pairs, sampler, part, len(idx))
+                    loss = sampled_loss(emb, pairs, sampler, part, len(idx), cfg)
                     loss.backward()
                     total_loss += float(loss.detach()) * len(idx)
             opt.zero_grad(set_to_none=True)
@@ -518,7 +509,7 @@ class Trainer:
                 out = task.forward()
                 emb = out.detach().requires_grad_()
                 for c in range(0, len(step_users), per_chunk):
-                    loss = self._full_loss(emb, pairs, indptr, step_users[c : c + per_chunk], denom)
+                    loss = full_softmax_loss(emb, pairs, indptr, step_users[c : c + per_chunk], denom, cfg)
                     loss.backward()
                     total_loss += float(loss.detach()) * denom
                 opt.zero_grad(set_to_none=True)
@@ -526,91 +517,6 @@ class Trainer:
                 opt.step()
                 total_pos += denom
         return total_loss / max(total_pos, 1)
-
-    def _full_loss(
-        self, emb: torch.Tensor, pairs: PairSet, indptr: np.ndarray, users: np.ndarray, denom: int
-    ):
-        cfg = self.config
-        dev = emb.device
-        lengths = indptr[users + 1] - indptr[users]
-        rows = np.repeat(np.arange(len(users)), lengths)
-        flat = (
-            np.arange(lengths.sum())
-            - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            + np.repeat(indptr[users], lengths)
-        )
-        cols = pairs.targets[flat]
-        u = emb[torch.from_numpy(users).to(dev)]
-        t = emb[pairs.target_offset : pairs.target_offset + pairs.n_targets]
-        if cfg.cosine:
-            u, t = F.normalize(u, dim=1), F.normalize(t, dim=1)
-        logits = u @ t.T
-        if cfg.cosine:
-            logits = logits / cfg.temperature
-        r, c = torch.from_numpy(rows).to(dev), torch.from_numpy(cols).to(dev)
-        pos = logits[r, c]
-        neg = logits.index_put((r, c), torch.tensor(-torch.inf, device=dev))
-        lse = torch.logsumexp(neg, dim=1)
-        loss = F.softplus(lse[r] - pos).sum() / denom
-        if cfg.weight_decay > 0:
-            loss = loss + cfg.weight_decay * 0.5 * (u.pow(2).sum() * lengths.mean()) / denom
-        return loss
-
-    def _loss(
-        self, emb: torch.Tensor, pairs: PairSet, sampler: NegativeSampler, part: np.ndarray, denom: int
-    ):
-        cfg = self.config
-        dev = emb.device
-        users = pairs.users[part]
-        u = emb[torch.from_numpy(users).to(dev)]
-        pos = emb[torch.from_numpy(pairs.targets[part] + pairs.target_offset).to(dev)]
-        if cfg.loss == "softmax":
-            pool, mask = sampler.pool(users, cfg.n_negatives)
-            neg = emb[torch.from_numpy(pool + pairs.target_offset).to(dev)]
-            if cfg.cosine:
-                u, pos, neg = F.normalize(u, dim=1), F.normalize(pos, dim=1), F.normalize(neg, dim=1)
-            pos_logit = (u * pos).sum(dim=1, keepdim=True) / cfg.temperature
-            neg_logit = (u @ neg.T) / cfg.temperature
-            neg_logit = neg_logit.masked_fill(torch.from_numpy(mask).to(dev), -torch.inf)
-            logits = torch.cat([pos_logit, neg_logit], dim=1)
-            loss = (torch.logsumexp(logits, dim=1) - pos_logit[:, 0]).sum() / denom
-        else:
-            # Several negatives per positive give each (costly) propagation more signal; the
-            # loss and the negatives' L2 term average over them, so m = 1 is plain BPR.
-            m = cfg.bpr_negatives
-            neg_t = self._bpr_negatives(emb, u, pairs, sampler, users, m)
-            neg = emb[torch.from_numpy(neg_t + pairs.target_offset).to(dev)]  # (B, m, d)
-            diff = (u * pos).sum(dim=1, keepdim=True) - torch.einsum("bd,bmd->bm", u, neg)
-            loss = -F.logsigmoid(diff).mean(dim=1).sum() / denom
-            neg = neg.reshape(-1, neg.shape[-1]) / m**0.5  # so neg.pow(2).sum() averages over m
-        if cfg.weight_decay > 0:
-            loss = (
-                loss + cfg.weight_decay * 0.5 * (u.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / denom
-            )
-        return loss
-
-    def _bpr_negatives(self, emb, u, pairs: PairSet, sampler: NegativeSampler, users: np.ndarray, m: int):
-        """``(B, m)`` negatives: uniform, or the hardest of ``hard_negative_candidates`` draws each
-        (scored with the step's embeddings; never a training positive either way)."""
-        c = self.config.hard_negative_candidates
-        if c == 1:
-            return sampler.sample(users, m)
-        if emb.device.type == "cpu":
-            # Fused compiled pass (about 4x cheaper than drawing by rejection and gathering
-            # (B, m, c, dim) scores): candidates that are positives are skipped rather than
-            # redrawn, and the rare slot left with none gets one rejection-sampled negative.
-            cand = sampler.rng.integers(0, pairs.n_targets, size=(len(users), m, c))
-            table = emb.detach()[pairs.target_offset : pairs.target_offset + pairs.n_targets].numpy()
-            out = hardest_negatives(u.detach().numpy(), table, users, sampler.indptr, pairs.targets, cand)
-            rows, slots = np.nonzero(out < 0)
-            if len(rows):
-                out[rows, slots] = sampler.sample(users[rows], 1)[:, 0]
-            return out
-        cand = sampler.sample(users, m * c).reshape(len(users), m, c)
-        with torch.no_grad():
-            ce = emb[torch.from_numpy(cand.reshape(len(users), -1) + pairs.target_offset).to(emb.device)]
-            scores = torch.einsum("bd,bkd->bk", u.detach(), ce).reshape(len(users), m, c)
-        return hardest_of(scores, cand)
 
 
 def embed(task: EmbeddingTask, *, eval_mode: bool = True) -> torch.Tensor:
@@ -633,6 +539,10 @@ def _exclusion(p: PairSet):
     return m
 
 
+def _state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _stale(result: TrainResult) -> int:
     """Evaluations since the best one (for a resumed run)."""
     evals = [h for h in result.history if "val_users" in h]
@@ -641,76 +551,3 @@ def _stale(result: TrainResult) -> int:
 
 def _fmt(v):
     return f"{v:.4g}" if isinstance(v, float) else v  # .4g: a small learning rate is not 0.0000
-
-
-# ---------------------------------------------------------------------------
-# checkpoints
-
-
-def save_checkpoint(
-    path, model: nn.Module, opt, rng, result: TrainResult, best_state, fingerprint, cfg, vocab=None
-) -> Path:
-    """Write everything needed to resume, atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "model_kind": getattr(model, "kind", type(model).__name__),
-        "model_config": model.config() if hasattr(model, "config") else {},
-        "model_state": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "numpy_rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "result": result.to_dict(),
-        "best_state": best_state,
-        "fingerprint": fingerprint,
-        "train_config": asdict(cfg),
-        "vocab": vocab,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def read_checkpoint(path) -> dict:
-    """Load a checkpoint file, or raise :class:`CheckpointError` saying what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path}: not a graphrec checkpoint (format {getattr(state, 'get', dict)('format')})"
-        )
-    missing = {"model_kind", "model_config", "model_state", "fingerprint"} - set(state)
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint is missing {sorted(missing)}")
-    return state
-
-
-def load_checkpoint(path, *, model: nn.Module, expect_fingerprint: dict | None = None) -> dict:
-    """Read a checkpoint and load its weights into ``model`` after checking they belong to it."""
-    state = read_checkpoint(path)
-    kind = getattr(model, "kind", type(model).__name__)
-    if state["model_kind"] != kind:
-        raise CheckpointError(f"{path}: checkpoint is for model {state['model_kind']!r}, not {kind!r}")
-    if expect_fingerprint is not None:
-        fp = state["fingerprint"]
-        bad = {k: (fp.get(k), v) for k, v in expect_fingerprint.items() if fp.get(k) != v}
-        if bad:
-            shown = ", ".join(f"{k}: checkpoint {a!r} vs data {b!r}" for k, (a, b) in bad.items())
-            raise CheckpointError(f"{path}: checkpoint was trained on other data ({shown})")
-    cfg = model.config() if hasattr(model, "config") else {}
-    diff = {k: (state["model_config"].get(k), v) for k, v in cfg.items() if state["model_config"].get(k) != v}
-    if diff:
-        shown = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-        raise CheckpointError(f"{path}: checkpoint does not match the model ({shown})")
-    try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from None
-    return state

@@ -12,12 +12,14 @@ import torch
 
 from evaluation.embedding_methods import LightGCNMethod, SageMethod
 from gnn import artifacts
+from gnn.checkpoints import CheckpointError, read_checkpoint
 from gnn.data import PairSet, carve_early_stopping, joint_adjacency, positives
 from gnn.job import load_sage, run_embed, save_embeddings
 from gnn.models import Propagation, _Propagate, spectral_init
+from gnn.negatives import NegativeSampler, bpr_negatives, hardest_of
 from gnn.pipeline import embed_snapshot_inductive, fit_lightgcn, fit_sage
 from gnn.ranking import recall_ndcg, topk_scores
-from gnn.trainer import CheckpointError, NegativeSampler, TrainConfig, read_checkpoint
+from gnn.trainer import TrainConfig
 from graph.errors import GraphRecError, InputError, SnapshotError
 from graph.snapshot import build_snapshot
 from graph.synthetic import generate
@@ -104,8 +106,6 @@ def test_negative_sampler_never_returns_a_positive():
 
 
 def test_hard_negatives_are_the_best_scoring_candidates_and_never_positives():
-    from gnn.trainer import Trainer, hardest_of
-
     scores = torch.tensor([[[0.1, 0.9, 0.3], [2.0, -1.0, 2.0]]])
     cand = np.array([[[7, 8, 9], [4, 5, 6]]])
     assert hardest_of(scores, cand).tolist() == [[8, 4]]  # ties: the first candidate
@@ -119,9 +119,8 @@ def test_hard_negatives_are_the_best_scoring_candidates_and_never_positives():
     u = emb[torch.from_numpy(users)]
 
     def negatives(c):
-        trainer = Trainer(loss="bpr", hard_negative_candidates=c)
         sampler = NegativeSampler(pairs, np.random.default_rng(1))
-        neg = trainer._bpr_negatives(emb, u, pairs, sampler, users, 2)
+        neg = bpr_negatives(emb, u, pairs, sampler, users, 2, c)
         assert neg.shape == (len(users), 2) and not dense[users[:, None], neg].any()
         return float(torch.einsum("bd,bmd->bm", u, emb[torch.from_numpy(neg + 40)]).mean())
 
@@ -133,7 +132,6 @@ def test_hard_negatives_are_the_best_scoring_candidates_and_never_positives():
 def test_compiled_hard_negatives_match_the_torch_reference():
     from gnn.data import user_indptr
     from gnn.negatives import hardest_negatives
-    from gnn.trainer import hardest_of
 
     rng = np.random.default_rng(3)
     dense = rng.random((50, 12)) < 0.4
