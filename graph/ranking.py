@@ -115,10 +115,20 @@ def _top_k_dense(scores, k, out_ids, out_vals) -> None:
 
 
 @TwinKernel
-def _top_k_csr(indptr, indices, data, k, out_ids, out_vals) -> None:
+def _top_k_csr(indptr, indices, data, ex_indptr, ex_indices, k, out_ids, out_vals) -> None:
+    """Top-k of each CSR row, the columns stored in the row's exclusion row (sorted) left out."""
     for r in prange(len(indptr) - 1):
         lo, hi = indptr[r], indptr[r + 1]
-        _heap_select(data[lo:hi], indices[lo:hi].astype(np.int64), k, out_ids[r], out_vals[r])
+        vals = data[lo:hi]
+        cols = indices[lo:hi].astype(np.int64)
+        ex = ex_indices[ex_indptr[r] : ex_indptr[r + 1]]
+        if len(ex) and hi > lo:
+            vals = vals.copy()
+            pos = np.searchsorted(ex, cols)
+            for j in range(len(cols)):
+                if pos[j] < len(ex) and ex[pos[j]] == cols[j]:
+                    vals[j] = -np.inf  # masked: _heap_select never keeps it
+        _heap_select(vals, cols, k, out_ids[r], out_vals[r])
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +148,34 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, vals
 
 
-def top_k_csr(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`top_k` over the stored entries of each CSR row (missing entries are no candidates)."""
-    m = sp.csr_matrix(m)
-    ids = np.full((m.shape[0], k), -1, dtype=np.int64)
-    vals = np.full((m.shape[0], k), -np.inf, dtype=np.float32)
-    if k > 0 and m.shape[0]:
-        _top_k_csr.pick(m.shape[0])(
-            m.indptr.astype(np.int64), m.indices, m.data.astype(np.float32), k, ids, vals
+def top_k_csr(
+    m: sp.csr_matrix, k: int, exclude_rows: sp.csr_matrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` over the stored entries of each CSR row (missing entries are no candidates),
+    the entries also stored in ``exclude_rows`` (same rows) left out."""
+    if not (sp.issparse(m) and m.format == "csr"):
+        m = sp.csr_matrix(m)
+    n = m.shape[0]
+    if exclude_rows is not None and exclude_rows.nnz:
+        if exclude_rows.shape[0] != n:
+            raise ValueError(f"exclude_rows has {exclude_rows.shape[0]} rows, scores {n}")
+        if not exclude_rows.has_sorted_indices:
+            exclude_rows = exclude_rows.sorted_indices()
+        ex_indptr, ex_indices = exclude_rows.indptr.astype(np.int64), exclude_rows.indices.astype(np.int64)
+    else:
+        ex_indptr, ex_indices = np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
+    ids = np.full((n, k), -1, dtype=np.int64)
+    vals = np.full((n, k), -np.inf, dtype=np.float32)
+    if k > 0 and n:
+        _top_k_csr.pick(n)(
+            m.indptr.astype(np.int64),
+            m.indices,
+            m.data.astype(np.float32, copy=False),
+            ex_indptr,
+            ex_indices,
+            k,
+            ids,
+            vals,
         )
     return ids, vals
 
@@ -221,25 +251,6 @@ def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return np.divide(dcg, idcg, out=np.zeros(len(idcg)), where=idcg > 0)
 
 
-def drop_entries(m: sp.csr_matrix, exclude_rows: sp.csr_matrix) -> sp.csr_matrix:
-    """``m`` without the stored entries that are also stored in ``exclude_rows`` (same shape).
-
-    Pairs are encoded as one int64 key ``row * n_cols + col`` and looked up with ``np.isin``:
-    cost grows with the stored entries, never with the number of columns.
-    """
-    m = sp.csr_matrix(m, dtype=np.float32, copy=True)
-    if not exclude_rows.nnz or not m.nnz:
-        return m
-    n_cols = np.int64(m.shape[1])
-    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-    ex_rows = np.repeat(np.arange(exclude_rows.shape[0], dtype=np.int64), np.diff(exclude_rows.indptr))
-    keys = rows * n_cols + m.indices
-    ex_keys = ex_rows * n_cols + exclude_rows.indices
-    m.data[np.isin(keys, ex_keys)] = 0.0
-    m.eliminate_zeros()
-    return m
-
-
 def select_candidates(
     scores: np.ndarray | sp.spmatrix, k: int, exclude_rows: sp.csr_matrix | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -251,10 +262,7 @@ def select_candidates(
     """
     k = max(int(k), 0)
     if sp.issparse(scores):
-        m = sp.csr_matrix(scores, dtype=np.float32)
-        if exclude_rows is not None:
-            m = drop_entries(m, exclude_rows)
-        ids, vals = top_k_csr(m, k)
+        ids, vals = top_k_csr(scores, k, exclude_rows)
     else:
         dense = np.array(scores, dtype=np.float32, copy=True)
         if exclude_rows is not None:
@@ -266,10 +274,60 @@ def select_candidates(
     return ids, vals
 
 
+def in_sorted(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Which ``queries`` occur in ``sorted_values`` (e.g. a canonical CSR row): a binary search
+    each, so the cost is the queries' count times log of the row, never the row's full length
+    or the number of columns."""
+    queries = np.asarray(queries)
+    if not len(sorted_values):
+        return np.zeros(len(queries), bool)
+    pos = np.minimum(np.searchsorted(sorted_values, queries), len(sorted_values) - 1)
+    return np.asarray(sorted_values)[pos] == queries
+
+
+def filter_lists(
+    ids: np.ndarray, vals: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranked candidate lists (best first, ties by lower id, -1 / 0 padded) cut to ``k``, without
+    non-positive scores and without the ids stored in the matching row of ``exclude_rows``.
+
+    The same lists :func:`select_candidates` makes of ``lists_to_csr(ids, vals)``, for lists that
+    are already ranked: order is kept, so no sort, and the cost is the lists' length.
+    """
+    ids = np.asarray(ids, np.int64)
+    keep = (ids >= 0) & (np.asarray(vals) > 0)
+    if exclude_rows is not None and exclude_rows.nnz:
+        n = np.int64(max(exclude_rows.shape[1], int(ids.max(initial=0)) + 1))
+        rows = np.arange(ids.shape[0], dtype=np.int64)[:, None]
+        ex_rows = np.repeat(np.arange(exclude_rows.shape[0], dtype=np.int64), np.diff(exclude_rows.indptr))
+        keep &= ~np.isin(rows * n + ids, ex_rows * n + exclude_rows.indices)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, : max(int(k), 0)]  # kept entries first, in order
+    out_ids = np.take_along_axis(ids, order, axis=1)
+    out_vals = np.take_along_axis(np.asarray(vals, np.float32), order, axis=1)
+    kept = np.take_along_axis(keep, order, axis=1)
+    out_ids[~kept], out_vals[~kept] = -1, 0.0
+    if out_ids.shape[1] < k:  # pad to k columns like select_candidates
+        pad = k - out_ids.shape[1]
+        out_ids = np.pad(out_ids, ((0, 0), (0, pad)), constant_values=-1)
+        out_vals = np.pad(out_vals, ((0, 0), (0, pad)))
+    return out_ids, out_vals.astype(np.float32, copy=False)
+
+
 def lists_to_csr(ids: np.ndarray, vals: np.ndarray, n_cols: int) -> sp.csr_matrix:
-    """Candidate lists ``(ids, vals)`` (-1 = empty slot) as a CSR matrix, one row per list."""
+    """Candidate lists ``(ids, vals)`` (-1 = empty slot) as a CSR matrix, one row per list
+    (indices sorted within each row; an id listed twice in a row is summed)."""
     ok = ids >= 0
-    rows = np.repeat(np.arange(ids.shape[0]), ok.sum(axis=1))
-    m = sp.csr_matrix((vals[ok].astype(np.float32), (rows, ids[ok])), shape=(ids.shape[0], n_cols))
-    m.sum_duplicates()
-    return m
+    counts = ok.sum(axis=1)
+    rows = np.repeat(np.arange(ids.shape[0]), counts)
+    cols, data = ids[ok].astype(np.int32, copy=False), vals[ok].astype(np.float32)
+    order = np.lexsort((cols, rows))
+    cols, data = cols[order], data[order]
+    if len(cols) > 1 and np.any((cols[1:] == cols[:-1]) & (rows[1:] == rows[:-1])):
+        m = sp.csr_matrix((data, (rows, cols)), shape=(ids.shape[0], n_cols))
+        m.sum_duplicates()
+        return m
+    # Built from its arrays directly: a served call makes a dozen of these, and the COO route
+    # costs several times the few hundred entries it holds.
+    indptr = np.zeros(ids.shape[0] + 1, dtype=np.int32)
+    np.cumsum(counts, out=indptr[1:])
+    return sp.csr_matrix((data, cols, indptr), shape=(ids.shape[0], n_cols))

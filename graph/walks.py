@@ -72,6 +72,12 @@ __all__ = [
     "thread_count",
 ]
 
+#: Personalized PageRank defaults (both modes), declared once: the candidate sources in
+#: ``retrieval.walk_sources`` and the reference twins take them from here.
+PPR_RESTART_PROB = 0.3
+PPR_POWER_ITERATIONS = 30
+PPR_POWER_TOL = 1e-6
+
 # ---------------------------------------------------------------------------
 # Python entry points: validation, thread count, scratch memory
 
@@ -323,7 +329,7 @@ def ppr_montecarlo(
     sampler=None,
     exclude=None,
     exclude_self: bool = False,
-    restart_prob: float = 0.15,
+    restart_prob: float = PPR_RESTART_PROB,
     n_steps: int = 100_000,
     seed: int = 0,
     n_walkers: int = 16,
@@ -364,9 +370,9 @@ def ppr_power(
     weights=None,
     exclude=None,
     exclude_self: bool = False,
-    restart_prob: float = 0.15,
-    n_iter: int = 50,
-    tol: float = 1e-8,
+    restart_prob: float = PPR_RESTART_PROB,
+    n_iter: int = PPR_POWER_ITERATIONS,
+    tol: float = PPR_POWER_TOL,
     n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Personalized PageRank by sparse power iteration from e_u (deterministic).

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from graph.walks import PPR_POWER_ITERATIONS, PPR_POWER_TOL, PPR_RESTART_PROB
+
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
@@ -299,7 +301,7 @@ def ppr_montecarlo(
     sampler=None,
     exclude=None,
     exclude_self=False,
-    restart_prob=0.15,
+    restart_prob=PPR_RESTART_PROB,
     n_steps=100_000,
     seed=0,
     n_walkers=16,
@@ -355,9 +357,9 @@ def ppr_power(
     weights=None,
     exclude=None,
     exclude_self=False,
-    restart_prob=0.15,
-    n_iter=50,
-    tol=1e-8,
+    restart_prob=PPR_RESTART_PROB,
+    n_iter=PPR_POWER_ITERATIONS,
+    tol=PPR_POWER_TOL,
 ):
     results = []
     for u in (int(q) for q in queries):

@@ -27,6 +27,17 @@ SPECTRAL_MAX_TWEETS = 120_000
 #: Snapshots with at most this many users run the random-walk sources for every user at fit
 #: (parallel batch walks, served from memory); larger ones walk per call on one thread.
 WALK_PRECOMPUTE_MAX_USERS = 50_000
+#: Walk budgets on snapshots above that size, where a served call walks on one thread and its
+#: steps are its latency. The precomputed lists of smaller snapshots keep the full budgets
+#: (the candidate functions' defaults). More walkers interleaved per query overlap more cache
+#: misses (statistically the same walk: 64 walkers cost 0.8x the time of 16 on the 10M-edge
+#: graph). What these budgets cost in recall@20 and buy in latency: BENCHMARKS.md, "Per-call
+#: walk budgets".
+PER_CALL_WALK_BUDGETS: dict[str, dict[str, int]] = {
+    "pixie": {"n_steps": 50_000, "n_walkers": 64},
+    "ppr": {"n_steps": 30_000, "n_walkers": 64},
+    "salsa": {"n_steps": 25_000, "cot_steps": 10_000, "n_walkers": 64},
+}
 #: How many candidates each source contributes to fusion (per user), when tuning and serving.
 DEFAULT_DEPTH = 300
 
@@ -72,13 +83,23 @@ def _follow_embedding(snap: GraphSnapshot, ctx: BuildContext):
     return src.EmbeddingSource(ctx.user_vectors, ctx.user_vectors, TASK_FOLLOWS)
 
 
+def _per_call(snap: GraphSnapshot) -> bool:
+    return snap.n_users > WALK_PRECOMPUTE_MAX_USERS
+
+
+def _walk(cls: type[walks.WalkSource], snap: GraphSnapshot, ctx: BuildContext) -> walks.WalkSource:
+    budget = PER_CALL_WALK_BUDGETS.get(cls.name, {}) if _per_call(snap) else {}
+    return cls(seed=ctx.seed, **budget)
+
+
 def _ppr(snap: GraphSnapshot, ctx: BuildContext):
     if not snap.n_follows:
         return None
     # Power iteration touches the whole follow graph per user: fine for the batch precompute of
     # small snapshots; per call on larger ones the Monte Carlo walks cost what their steps cost.
-    mode = "power" if snap.n_users <= WALK_PRECOMPUTE_MAX_USERS else "montecarlo"
-    return walks.PPRSource(seed=ctx.seed, mode=mode)
+    if not _per_call(snap):
+        return walks.PPRSource(seed=ctx.seed, mode="power")
+    return walks.PPRSource(seed=ctx.seed, mode="montecarlo", **PER_CALL_WALK_BUDGETS["ppr"])
 
 
 CATALOGUE: dict[str, dict[str, SourceSpec]] = {
@@ -94,7 +115,7 @@ CATALOGUE: dict[str, dict[str, SourceSpec]] = {
         ),
         "similar_users": SourceSpec(lambda s, c: src.SimilarUsersSource() if s.n_engagements else None, 0.3),
         "pixie": SourceSpec(
-            lambda s, c: walks.PixieSource(seed=c.seed) if s.n_engagements else None, 0.3, precompute="small"
+            lambda s, c: _walk(walks.PixieSource, s, c) if s.n_engagements else None, 0.3, precompute="small"
         ),
         "content": SourceSpec(lambda s, c: src.ContentSource() if _has_text(s) else None, 0.1),
         "embedding": SourceSpec(_tweet_embedding, 0.5, tunable=False),
@@ -110,7 +131,7 @@ CATALOGUE: dict[str, dict[str, SourceSpec]] = {
         ),
         "ppr": SourceSpec(_ppr, 0.3, precompute="small"),
         "salsa": SourceSpec(
-            lambda s, c: walks.SalsaSource(seed=c.seed) if s.n_follows else None, 0.3, precompute="small"
+            lambda s, c: _walk(walks.SalsaSource, s, c) if s.n_follows else None, 0.3, precompute="small"
         ),
         "embedding": SourceSpec(_follow_embedding, 0.3, tunable=False),
         "popular": SourceSpec(lambda s, c: src.PopularitySource(TASK_FOLLOWS), 0.05),
@@ -170,9 +191,7 @@ def build_sources(
         source = spec.build(snap, context)
         if source is None:
             continue
-        precompute = spec.precompute == "always" or (
-            spec.precompute == "small" and snap.n_users <= WALK_PRECOMPUTE_MAX_USERS
-        )
+        precompute = spec.precompute == "always" or (spec.precompute == "small" and not _per_call(snap))
         out[name] = PrecomputedSource(source, depth=depth) if serving and precompute else source
     return out
 

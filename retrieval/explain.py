@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graph.ranking import in_sorted
 from graph.snapshot import GraphSnapshot
 
 
@@ -24,11 +25,16 @@ def _engagers(snap: GraphSnapshot, tweet: int) -> np.ndarray:
     return np.asarray(snap.eng_tweet_indices[snap.eng_tweet_indptr[tweet] : snap.eng_tweet_indptr[tweet + 1]])
 
 
+def _common(snap_row: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """Sorted unique entries of ``mine`` (sorted) that are also in ``snap_row`` (sorted)."""
+    return np.unique(mine[in_sorted(snap_row, mine)])
+
+
 def follow_reason(snap: GraphSnapshot, user: int, target: int, source: str, anchor: int = -1) -> str:
     """Why ``target`` (dense user index) is suggested to ``user`` to follow."""
     if source in ("second_hop", "ppr", "salsa", "fof"):
         followers = snap.follow_in_indices[snap.follow_in_indptr[target] : snap.follow_in_indptr[target + 1]]
-        via = np.intersect1d(_followees(snap, user), followers)
+        via = _common(followers, _followees(snap, user))
         if len(via):
             return f"followed by {_names(snap, via)}, whom you follow"
         return "close to you in the follow graph"
@@ -62,12 +68,12 @@ def tweet_reason(
     """
     if source == "similar_users" and peers is not None:
         engagers = _engagers(snap, target)
-        via = peers[np.isin(peers, engagers)]
+        via = peers[in_sorted(engagers, peers)]
         if len(via):
             return f"liked by {_names(snap, via)}, whose tastes match yours"
     if source in ("followee_engagement", "pixie"):
         engagers = _engagers(snap, target)
-        via = np.intersect1d(_followees(snap, user), engagers)
+        via = _common(engagers, _followees(snap, user))
         if len(via):
             return f"engaged by {_names(snap, via)}, whom you follow"
         if source == "pixie" and anchor >= 0:

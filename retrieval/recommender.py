@@ -36,7 +36,6 @@ from retrieval.sources import (
     PopularitySource,
     SimilarUsersSource,
     best_anchor,
-    history_mask,
 )
 
 log = logging.getLogger(__name__)
@@ -374,7 +373,7 @@ class Recommender:
             np.stack([_row_values(parts[n], ranked) for n in names]) if names else np.zeros((0, len(ranked)))
         )
         ids = target_ids(self.snap, task)
-        memo: dict = {}  # per-call history masks and neighbours, shared by every explained candidate
+        memo: dict = {}  # per-call neighbours, shared by every explained candidate
         out = []
         for col, t in enumerate(ranked.tolist()):
             contrib = {n: float(v) for n, v in zip(names, shares[:, col].tolist()) if v > 0}
@@ -418,9 +417,7 @@ class Recommender:
             anchor = -1
             co = _unwrapped(self.sources[TASK_TWEETS].get("co_engagement"))
             if source in ("co_engagement", "spectral", "pixie") and isinstance(co, CoEngagementSource):
-                if "engaged" not in memo:
-                    memo["engaged"] = history_mask(co.r, user)
-                anchor = co.best_anchor(user, target, memo["engaged"])
+                anchor = co.best_anchor(user, target)
             peers = None
             if source == "similar_users" and isinstance(src, SimilarUsersSource):
                 if "peers" not in memo:  # once per call: the user's neighbours, most similar first
@@ -430,9 +427,7 @@ class Recommender:
             return explain.tweet_reason(self.snap, user, target, source, anchor, peers)
         anchor = -1
         if source == "co_follow" and isinstance(src, CoFollowSource):
-            if "followed" not in memo:
-                memo["followed"] = history_mask(src.f, user)
-            anchor = best_anchor(src.f, src.sim_t, user, target, memo["followed"])
+            anchor = best_anchor(src.f, src.sim_t, user, target)
         return explain.follow_reason(self.snap, user, target, source, anchor)
 
     def _backfill(

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph.errors import GraphRecError
-from graph.ranking import prune_rows, select_candidates
+from graph.ranking import filter_lists, in_sorted, prune_rows, select_candidates
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, check_task, interaction_matrix
 
@@ -122,9 +122,9 @@ class CoEngagementSource(Source):
     def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         return (self.r[users] @ self.sim).tocsr()
 
-    def best_anchor(self, user: int, target: int, engaged_mask: np.ndarray | None = None) -> int:
+    def best_anchor(self, user: int, target: int) -> int:
         """The tweet the user engaged with that most explains ``target`` (-1 if none)."""
-        return best_anchor(self.r, self.sim_t, user, target, engaged_mask)
+        return best_anchor(self.r, self.sim_t, user, target)
 
 
 class SimilarUsersSource(Source):
@@ -195,26 +195,13 @@ def user_neighbours(
     return prune_rows(c, k_neighbors)
 
 
-def history_mask(history: sp.csr_matrix, user: int) -> np.ndarray:
-    """Boolean mask over columns: those in ``history[user]`` (built once per call, reused per target)."""
-    mask = np.zeros(history.shape[1], bool)
-    mask[history.indices[history.indptr[user] : history.indptr[user + 1]]] = True
-    return mask
-
-
-def best_anchor(
-    history: sp.csr_matrix, sim_t: sp.csr_matrix, user: int, target: int, mask: np.ndarray | None = None
-) -> int:
-    """Among the columns of ``history[user]``, the one most similar to ``target`` (-1 if none).
-
-    Reads the raw CSR arrays: this runs once per explained candidate, so no scipy indexing;
-    pass ``mask`` (:func:`history_mask`) when explaining many targets for one user.
-    """
-    if mask is None:
-        mask = history_mask(history, user)
+def best_anchor(history: sp.csr_matrix, sim_t: sp.csr_matrix, user: int, target: int) -> int:
+    """Among the columns of ``history[user]`` (a canonical CSR), the one most similar to
+    ``target`` (-1 if none). Reads the raw CSR arrays: this runs once per explained candidate,
+    and costs the target's similarity row, not the catalogue."""
     lo, hi = sim_t.indptr[target], sim_t.indptr[target + 1]
     cols, vals = sim_t.indices[lo:hi], sim_t.data[lo:hi]
-    hit = mask[cols]
+    hit = in_sorted(history.indices[history.indptr[user] : history.indptr[user + 1]], cols)
     if not hit.any():
         return -1
     return int(cols[hit][np.argmax(vals[hit])])
@@ -353,11 +340,8 @@ class StaticSource(Source):
         n, k = len(users), max(int(k), 0)
         longest = int(np.diff(exclude_rows.indptr).max(initial=0)) if exclude_rows is not None else 0
         head = self.order[: k + longest]  # enough for the user with the longest history
-        rows = sp.csr_matrix(
-            (np.tile(self.vector[head], n), np.tile(head, n), np.arange(n + 1, dtype=np.int64) * len(head)),
-            shape=(n, len(self.vector)),
-        )
-        return select_candidates(rows, k, exclude_rows)
+        # The order is ranked (best first, ties by id), so filtering it keeps the ranking.
+        return filter_lists(np.tile(head, (n, 1)), np.tile(self.vector[head], (n, 1)), k, exclude_rows)
 
 
 class PopularitySource(StaticSource):
@@ -439,7 +423,9 @@ class ContentSource(Source):
         if self.profile_terms is not None:
             prof = prune_rows(prof, self.profile_terms)
         norms = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
-        return sp.diags(1.0 / np.maximum(norms, 1e-12)) @ prof
+        # Rows scaled in place (the same float32 products as a diagonal matrix product, without it).
+        prof.data *= np.repeat(1.0 / np.maximum(norms, 1e-12), np.diff(prof.indptr))
+        return prof
 
     def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         return (self.profile(users) @ self.postings).tocsr()

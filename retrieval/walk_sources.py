@@ -29,14 +29,20 @@ import numpy as np
 
 from graph import walks
 from graph.errors import InputError
-from graph.ranking import lists_to_csr, select_candidates
+from graph.ranking import filter_lists
 from graph.schema import DEFAULT_KIND_WEIGHTS, KINDS
 from graph.snapshot import GraphSnapshot
-from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix, n_targets
+from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, interaction_matrix
 
 log = logging.getLogger(__name__)
 
 DAY = 86_400
+
+
+def _default(fn, name: str):
+    """The default of walk function ``fn``'s parameter ``name``: each walk parameter is declared
+    once, in :mod:`graph.walks`, and the candidate functions here take it from there."""
+    return inspect.signature(fn).parameters[name].default
 
 
 # ---------------------------------------------------------------------------
@@ -240,21 +246,21 @@ def pixie_candidates_batch(
     users: np.ndarray,
     k: int = 100,
     *,
-    n_steps: int = 100_000,
-    restart_prob: float = 0.7,
-    followee_weight: float = 0.5,
-    max_followees: int = 32,
-    n_p: int = 2_000,
-    n_v: int = 4,
-    beta: float = 0.1,
+    n_steps: int = _default(walks.pixie_walks, "n_steps"),
+    restart_prob: float = _default(walks.pixie_walks, "restart_prob"),
+    followee_weight: float = _default(walks.pixie_walks, "followee_weight"),
+    max_followees: int = _default(walks.pixie_walks, "max_followees"),
+    n_p: int = _default(walks.pixie_walks, "n_p"),
+    n_v: int = _default(walks.pixie_walks, "n_v"),
+    beta: float = _default(walks.pixie_walks, "beta"),
     kind_weights: dict[str, float] | None = None,
     half_life_s: float | None = 7 * DAY,
     ref_time: int | None = None,
     stored_weights: bool = False,
     author_weight: float = 2.0,
     exclude_authored: bool = True,
-    seed: int = 0,
-    n_walkers: int = 16,
+    seed: int = _default(walks.pixie_walks, "seed"),
+    n_walkers: int = _default(walks.pixie_walks, "n_walkers"),
     n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixie tweet candidates for many users: (ids (n, k), scores (n, k)).
@@ -342,13 +348,13 @@ def ppr_candidates_batch(
     k: int = 100,
     *,
     mode: str = "power",
-    restart_prob: float = 0.3,
-    n_iter: int = 30,
-    tol: float = 1e-6,
-    n_steps: int = 100_000,
+    restart_prob: float = walks.PPR_RESTART_PROB,
+    n_iter: int = walks.PPR_POWER_ITERATIONS,
+    tol: float = walks.PPR_POWER_TOL,
+    n_steps: int = _default(walks.ppr_montecarlo, "n_steps"),
     direction: str = "undirected",
-    seed: int = 0,
-    n_walkers: int = 16,
+    seed: int = _default(walks.ppr_montecarlo, "seed"),
+    n_walkers: int = _default(walks.ppr_montecarlo, "n_walkers"),
     n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Who to follow by personalized PageRank over the follow graph from each user.
@@ -403,14 +409,14 @@ def salsa_candidates_batch(
     users: np.ndarray,
     k: int = 100,
     *,
-    n_hubs: int = 200,
-    cot_steps: int = 20_000,
-    cot_restart: float = 0.3,
-    n_steps: int = 50_000,
-    restart_prob: float = 0.3,
+    n_hubs: int = _default(walks.salsa_walks, "n_hubs"),
+    cot_steps: int = _default(walks.salsa_walks, "cot_steps"),
+    cot_restart: float = _default(walks.salsa_walks, "cot_restart"),
+    n_steps: int = _default(walks.salsa_walks, "n_steps"),
+    restart_prob: float = _default(walks.salsa_walks, "restart_prob"),
     direction: str = "undirected",
-    seed: int = 0,
-    n_walkers: int = 16,
+    seed: int = _default(walks.salsa_walks, "seed"),
+    n_walkers: int = _default(walks.salsa_walks, "n_walkers"),
     n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Who to follow by SALSA on the user's circle of trust (WTF); see
@@ -506,12 +512,8 @@ class WalkSource:
         if len(users) <= 1:
             params["n_threads"] = 1
         ids, vals = type(self)._batch(self.snap, users, k, **params)
-        vals = np.where(ids >= 0, vals, 0.0).astype(np.float32)
-        if exclude_rows is not None and exclude_rows.nnz:
-            ids, vals = select_candidates(
-                lists_to_csr(ids, vals, n_targets(self.snap, self.task)), k, exclude_rows
-            )
-        return ids, vals
+        # The walks rank best first, ties by lower id: the rule select_candidates applies.
+        return filter_lists(ids, vals, k, exclude_rows)
 
 
 class PixieSource(WalkSource):

@@ -10,7 +10,16 @@ import scipy.sparse as sp
 
 from evaluation import metrics as em
 from evaluation.stats import bootstrap_ci, bootstrap_means, paired_test, sign_flip_pvalue
-from graph.ranking import prune_rows, top_k, top_k_csr, top_k_reference
+from graph.ranking import (
+    filter_lists,
+    in_sorted,
+    lists_to_csr,
+    prune_rows,
+    select_candidates,
+    top_k,
+    top_k_csr,
+    top_k_reference,
+)
 
 # ---------------------------------------------------------------------------
 # random rankings and the reference metrics
@@ -349,3 +358,67 @@ def test_paired_test_detects_a_real_difference_and_not_a_null_one():
     )
     with pytest.raises(ValueError, match="same users"):
         paired_test(base, base[:10])
+
+
+def _ranked_lists(rng, rows, width, n):
+    """Random candidate lists ranked like every source ranks them: best first, ties by lower id."""
+    ids, vals = np.full((rows, width), -1), np.zeros((rows, width), np.float32)
+    for i in range(rows):
+        m = rng.integers(0, min(width, n) + 1)
+        cand, sc = rng.choice(n, m, replace=False), rng.integers(0, 4, m).astype(np.float32)
+        order = np.lexsort((cand, -sc))
+        ids[i, :m], vals[i, :m] = cand[order], sc[order]
+    return ids, vals
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_filter_lists_equals_selecting_from_the_lists(seed):
+    """filter_lists (order kept, no sort) gives what select_candidates makes of the same lists:
+    zero scores dropped, excluded ids dropped, cut to k, padded with -1 / 0."""
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        rows, width, n, k = rng.integers(1, 5), rng.integers(0, 9), rng.integers(1, 25), rng.integers(0, 12)
+        ids, vals = _ranked_lists(rng, rows, width, n)
+        ex = None
+        if rng.random() < 0.8:
+            ex = sp.random(
+                rows, n, density=rng.random() * 0.5, format="csr", random_state=int(rng.integers(1e9))
+            )
+        got = filter_lists(ids, vals, k, ex)
+        want = select_candidates(lists_to_csr(ids, vals, n), k, ex)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_lists_to_csr_sums_repeated_ids_and_sorts_rows():
+    ids = np.array([[4, 1, -1, 4], [2, 0, 3, -1]])
+    vals = np.array([[1.0, 2.0, 0.0, 0.5], [3.0, 1.0, 2.0, 0.0]], np.float32)
+    m = lists_to_csr(ids, vals, 5)
+    assert m.has_sorted_indices
+    assert m.toarray().tolist() == [[0, 2, 0, 0, 1.5], [1, 0, 3, 2, 0]]
+
+
+def test_in_sorted_matches_isin():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        row = np.unique(rng.integers(0, 50, rng.integers(0, 20)))
+        queries = rng.integers(0, 60, rng.integers(0, 30))
+        assert np.array_equal(in_sorted(row, queries), np.isin(queries, row))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_select_candidates_sparse_equals_dense_with_exclusions(seed):
+    """The sparse path (exclusions masked inside the compiled top-k) ranks exactly as the dense
+    path (exclusions set to -inf): missing entries and non-positive scores are no candidates."""
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        rows, n, k = rng.integers(1, 6), rng.integers(1, 40), rng.integers(0, 15)
+        m = sp.random(rows, n, density=rng.random(), format="csr", random_state=int(rng.integers(1e9)))
+        m.data = np.round(m.data * 4 - 1).astype(np.float32)  # ties, zeros and negatives
+        ex = sp.random(rows, n, density=rng.random() * 0.5, format="csr", random_state=int(rng.integers(1e9)))
+        if rng.random() < 0.5:
+            ex = ex[:, rng.permutation(n)].tocsr()  # rows not sorted: top_k_csr sorts them
+            ex.has_sorted_indices = False
+        for exclude in (None, ex):
+            sparse = select_candidates(m, k, exclude)
+            dense = select_candidates(m.toarray(), k, exclude)
+            assert np.array_equal(sparse[0], dense[0]) and np.array_equal(sparse[1], dense[1])

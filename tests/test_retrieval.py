@@ -1,3 +1,5 @@
+import inspect
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -11,6 +13,7 @@ from retrieval.filters import FilterOptions
 from retrieval.fusion import fuse, normalised_lists
 from retrieval.recommender import MAX_K, Recommender, RecommenderConfig, UnknownUserError
 from retrieval.sources import CoEngagementSource, SecondHopSource, cosine_similarity
+from retrieval.walk_sources import pixie_candidates_batch
 
 
 def top_k(scores, k, exclude=None):
@@ -341,7 +344,8 @@ def test_short_lists_are_backfilled_with_popular_targets_that_pass_the_filters(g
 
 def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monkeypatch):
     """Pixie (tweets) and SALSA (follows) are API sources; small snapshots walk for every user
-    at fit, large ones per call on one thread: both give the same candidates and reasons."""
+    at fit, large ones per call on one thread: with the same walk budgets both give the same
+    candidates and reasons."""
     import retrieval.catalogue as catalogue
     from retrieval.precomputed import PrecomputedSource
 
@@ -351,6 +355,7 @@ def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monke
     assert isinstance(pre.sources["tweets"]["pixie"], PrecomputedSource)
     assert isinstance(pre.sources["follows"]["salsa"], PrecomputedSource)
     monkeypatch.setattr(catalogue, "WALK_PRECOMPUTE_MAX_USERS", 0)
+    monkeypatch.setattr(catalogue, "PER_CALL_WALK_BUDGETS", {})
     live = Recommender(snap, config=only_walks)
     assert not isinstance(live.sources["tweets"]["pixie"], PrecomputedSource)
     for user in (1, 40, 333):
@@ -362,6 +367,32 @@ def test_walk_sources_serve_the_same_lists_per_call_and_precomputed(graph, monke
             assert [r.score for r in a] == pytest.approx([r.score for r in b])
             walked = [r for r in a if set(r.sources) == {"pixie" if call == "tweet_candidates" else "salsa"}]
             assert walked, f"{call}: no candidate came from the walk source for user {user}"
+
+
+def test_per_call_walks_get_the_per_call_budgets(graph, monkeypatch):
+    """Above the precompute size a served call walks on one thread with the smaller per-call
+    budgets (PPR in Monte Carlo mode); at or below it the lists are walked with the full ones."""
+    import retrieval.catalogue as catalogue
+    from retrieval.walk_sources import PixieSource, PPRSource, SalsaSource
+
+    snap = graph.snapshot()
+    full = {
+        name: catalogue.build_sources(snap, task, [name], serving=False)[name]
+        for task, name in (("tweets", "pixie"), ("follows", "ppr"), ("follows", "salsa"))
+    }
+    assert full["pixie"].params == {"seed": 0} and full["salsa"].params == {"seed": 0}
+    assert full["ppr"].params == {"seed": 0, "mode": "power"}
+    monkeypatch.setattr(catalogue, "WALK_PRECOMPUTE_MAX_USERS", snap.n_users - 1)
+    budgets = catalogue.PER_CALL_WALK_BUDGETS
+    pixie = catalogue.build_sources(snap, "tweets", ["pixie"])["pixie"]
+    ppr, salsa = catalogue.build_sources(snap, "follows", ["ppr", "salsa"]).values()
+    assert (type(pixie), type(ppr), type(salsa)) == (PixieSource, PPRSource, SalsaSource)
+    assert pixie.params == {"seed": 0, **budgets["pixie"]}
+    assert ppr.params == {"seed": 0, "mode": "montecarlo", **budgets["ppr"]}
+    assert salsa.params == {"seed": 0, **budgets["salsa"]}
+    assert (
+        budgets["pixie"]["n_steps"] < inspect.signature(pixie_candidates_batch).parameters["n_steps"].default
+    )
 
 
 RECOMMENDER_FORK_SCRIPT = """
