@@ -459,17 +459,7 @@ class Recommender:
         self, task: str, n: int, skip: np.ndarray, request: RequestFilter | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` most popular targets not in ``skip`` (sorted) that pass ``request``."""
-        cold = self._cold[task]
-        order, got, start, chunk = cold.order, [], 0, max(4 * n, 64)
-        while start < len(order) and sum(len(g) for g in got) < n:
-            part = order[start : start + chunk]
-            part = part[~np.isin(part, skip)]
-            if request is not None:
-                part = part[request.keep(part)]
-            got.append(part)
-            start, chunk = start + chunk, chunk * 2
-        ids = np.concatenate(got)[:n] if got else np.zeros(0, np.int64)
-        return ids, cold.vector[ids]
+        return self._cold[task].first(n, skip, None if request is None else request.keep)
 
     def _cold_start(self, task: str, k: int, request: RequestFilter) -> list[Recommendation]:
         ids, pop = self._popular(task, k, np.zeros(0, np.int64), request)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -335,6 +336,23 @@ class StaticSource(Source):
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.vector, (len(users), len(self.vector))).copy()
+
+    def first(
+        self, n: int, skip: np.ndarray, keep: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> Candidates:
+        """The first ``n`` targets of the order not in ``skip`` (sorted) that pass ``keep`` (a
+        predicate over target ids), with their scores: one user's filtered fallback. The order is
+        read in growing chunks, so the cost grows with what is skipped, not the catalogue."""
+        got, start, chunk = [], 0, max(4 * n, 64)
+        while start < len(self.order) and sum(len(g) for g in got) < n:
+            part = self.order[start : start + chunk]
+            part = part[~in_sorted(skip, part)]
+            if keep is not None:
+                part = part[keep(part)]
+            got.append(part)
+            start, chunk = start + chunk, chunk * 2
+        ids = np.concatenate(got)[:n] if got else np.zeros(0, np.int64)
+        return ids, self.vector[ids]
 
     def candidates(self, users: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None) -> Candidates:
         n, k = len(users), max(int(k), 0)
