@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from graph.errors import GraphRecError, SnapshotError
 from graph.schema import KINDS
+from graph.snapshot_checks import verify_structure
 
 log = logging.getLogger(__name__)
 
@@ -149,51 +151,54 @@ class GraphSnapshot:
         a crash never leaves a half-written snapshot behind.
         """
         directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".tmp")
-        if tmp.exists():
-            _rmtree(tmp)
-        tmp.mkdir(parents=True)
-        for name in ARRAY_DTYPES:
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(self.arrays[name]))
-        texts = {str(k): v for k, v in sorted(self.tweet_texts.items())}
-        (tmp / "tweet_texts.json").write_text(json.dumps(texts))
-        meta = {"format_version": FORMAT_VERSION, "snapshot_id": self.snapshot_id, **self.stats()}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if directory.exists():
-            _rmtree(directory)
-        tmp.rename(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        # A private temporary sibling per writer: two writers to one directory never mix files.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            for name in ARRAY_DTYPES:
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(self.arrays[name]))
+            texts = {str(k): v for k, v in sorted(self.tweet_texts.items())}
+            (tmp / "tweet_texts.json").write_text(json.dumps(texts))
+            meta = {"format_version": FORMAT_VERSION, "snapshot_id": self.snapshot_id, **self.stats()}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            _swap_into_place(tmp, directory)
+        finally:
+            if tmp.exists():
+                _rmtree(tmp)
         log.info("saved snapshot %s to %s", self.snapshot_id, directory)
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, *, mmap: bool = True) -> GraphSnapshot:
-        """Open a saved snapshot; arrays are memory-mapped unless ``mmap=False``."""
+    def load(cls, directory: str | Path, *, mmap: bool = True, trust: bool = False) -> GraphSnapshot:
+        """Open a saved snapshot; arrays are memory-mapped unless ``mmap=False``.
+
+        The arrays' structure is always verified (:mod:`graph.snapshot_checks`: nothing a
+        kernel reads can be out of bounds). Unless ``trust=True`` the content is checked too:
+        the arrays' checksum must be the ``snapshot_id`` in ``meta.json``, so a damaged or
+        edited file is a :class:`SnapshotError`, never a silently different graph.
+        """
         directory = Path(directory)
-        meta_path = directory / "meta.json"
-        if not meta_path.is_file():
-            raise SnapshotError(f"{directory}: not a snapshot directory (no meta.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise SnapshotError(
-                f"{directory}: snapshot format {meta.get('format_version')} is not supported "
-                f"(expected {FORMAT_VERSION}); re-export it with `graphrec snapshot`"
-            )
-        arrays = {}
-        for name, dtype in ARRAY_DTYPES.items():
-            path = directory / f"{name}.npy"
-            if not path.is_file():
-                raise SnapshotError(f"{path}: missing array file")
-            arr = np.load(path, mmap_mode="r" if mmap else None)
-            if arr.dtype != dtype:
-                raise SnapshotError(f"{path}: dtype {arr.dtype}, expected {dtype}")
-            arrays[name] = arr
+        meta = _read_meta(directory)
+        arrays = {
+            name: _load_array(directory / f"{name}.npy", dtype, mmap) for name, dtype in ARRAY_DTYPES.items()
+        }
         texts_path = directory / "tweet_texts.json"
-        texts = (
-            {int(k): v for k, v in json.loads(texts_path.read_text()).items()} if texts_path.is_file() else {}
-        )
-        snap = cls(arrays=arrays, tweet_texts=texts, snapshot_id=meta.get("snapshot_id", ""))
-        _validate(snap, where=str(directory))
-        return snap
+        try:
+            texts = (
+                {int(k): str(v) for k, v in json.loads(texts_path.read_text()).items()}
+                if texts_path.is_file()
+                else {}
+            )
+        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+            raise SnapshotError(f"{texts_path}: not a JSON object of tweet id -> text ({exc})") from None
+        verify_structure(arrays, str(directory))
+        snapshot_id = meta.get("snapshot_id", "")
+        if not trust and _digest(arrays, texts) != snapshot_id:
+            raise SnapshotError(
+                f"{directory}: content does not match its snapshot id {snapshot_id!r} in meta.json "
+                "(a file was damaged or edited); re-export it with `graphrec snapshot`"
+            )
+        return cls(arrays=arrays, tweet_texts=texts, snapshot_id=snapshot_id)
 
     def equals(self, other: GraphSnapshot) -> bool:
         """True when both snapshots hold identical arrays and texts."""
@@ -273,7 +278,7 @@ def build_snapshot(
         arrays[name] = np.ascontiguousarray(arrays[name], dtype=dtype)
     texts = {int(k): v for k, v in (tweet_texts or {}).items() if v}
     snap = GraphSnapshot(arrays=arrays, tweet_texts=texts, snapshot_id=_digest(arrays, texts))
-    _validate(snap, where="build_snapshot")
+    verify_structure(arrays, "build_snapshot")
     return snap
 
 
@@ -345,9 +350,8 @@ def _lookup(vocab: np.ndarray, ids, what: str, strict: bool) -> np.ndarray:
 def _digest(arrays: dict[str, np.ndarray], texts: dict[int, str]) -> str:
     h = hashlib.sha256()
     for name in ARRAY_DTYPES:
-        a = np.ascontiguousarray(arrays[name])
         h.update(name.encode())
-        h.update(a.tobytes())
+        h.update(np.ascontiguousarray(arrays[name]).data)  # the buffer itself: no copy of a mapped file
     h.update(json.dumps(sorted(texts.items())).encode())
     return h.hexdigest()[:16]
 
@@ -362,24 +366,56 @@ def _reciprocated(snap: GraphSnapshot) -> int:
     return int(np.isin(fwd, rev, assume_unique=False).sum())
 
 
-def _validate(snap: GraphSnapshot, where: str) -> None:
-    a = snap.arrays
-    nu, nt = snap.n_users, snap.n_tweets
-    checks = [
-        ("follow_out", nu, nu),
-        ("follow_in", nu, nu),
-        ("eng_user", nu, nt),
-        ("eng_tweet", nt, nu),
-        ("authored", nu, nt),
-    ]
-    for prefix, n_rows, n_cols in checks:
-        indptr, indices = a[f"{prefix}_indptr"], a[f"{prefix}_indices"]
-        if indptr.shape != (n_rows + 1,) or indptr[0] != 0 or indptr[-1] != len(indices):
-            raise SnapshotError(f"{where}: {prefix} indptr is inconsistent")
-        if len(indices) and (indices.min() < 0 or indices.max() >= n_cols):
-            raise SnapshotError(f"{where}: {prefix} indices out of range")
-    if a["tweet_author"].shape != (nt,) or a["tweet_created"].shape != (nt,):
-        raise SnapshotError(f"{where}: tweet_author/tweet_created must have one entry per tweet")
+def _read_meta(directory: Path) -> dict:
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise SnapshotError(f"{directory}: not a snapshot directory (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{meta_path}: must be a JSON object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise SnapshotError(
+            f"{directory}: snapshot format {meta.get('format_version')} is not supported "
+            f"(expected {FORMAT_VERSION}); re-export it with `graphrec snapshot`"
+        )
+    return meta
+
+
+def _load_array(path: Path, dtype: np.dtype, mmap: bool) -> np.ndarray:
+    if not path.is_file():
+        raise SnapshotError(f"{path}: missing array file")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # truncated, not .npy, or unreadable
+        raise SnapshotError(f"{path}: not a readable .npy array ({exc})") from None
+    if arr.dtype != dtype:
+        raise SnapshotError(f"{path}: dtype {arr.dtype}, expected {dtype}")
+    if arr.ndim != 1:
+        raise SnapshotError(f"{path}: must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _swap_into_place(tmp: Path, directory: Path) -> None:
+    """Rename the finished ``tmp`` to ``directory``; an existing one is moved aside first and
+    removed after, so readers see the old snapshot or the new one, never a mix."""
+    for _ in range(10):
+        try:
+            tmp.rename(directory)
+            return
+        except OSError:
+            if not directory.exists():
+                raise
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            old.rmdir()
+            try:
+                directory.rename(old)
+            except FileNotFoundError:  # another writer moved it first: try again
+                continue
+            _rmtree(old)
+    raise SnapshotError(f"{directory}: could not replace it (other writers kept replacing it)")
 
 
 def _rmtree(path: Path) -> None:
