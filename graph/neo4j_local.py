@@ -58,6 +58,14 @@ MAIN_CLASS = "io.graphrec.neo4j.Launcher"
 READY_PREFIX = "NEO4J_READY "
 FAILED_PREFIX = "NEO4J_FAILED "
 STAMP_NAME = "provisioned.json"
+#: neo4j.conf settings every local server starts with (a ``config`` passed to ``start`` may
+#: override them): Cypher cannot read local files or fetch URLs (LOAD CSV), and no
+#: transaction runs longer than 5 minutes, however it was started.
+HARDENED_SETTINGS = {
+    "dbms.security.allow_csv_import_from_file_urls": "false",
+    "internal.dbms.cypher_ip_blocklist": "0.0.0.0/0,::/0",
+    "db.transaction.timeout": "300s",
+}
 STAMP_FORMAT = 3  # bump when provision() lays out the cache differently
 CDS_ARCHIVE = "neo4j.jsa"
 # Java versions Neo4j 5.26 supports; others are tried only when nothing supported is found.
@@ -476,8 +484,9 @@ class LocalNeo4j:
         :meth:`stop` deletes. ``port`` None lets the OS pick a free loopback port. Without
         ``detach`` the server also exits when this Python process dies (it watches its
         stdin); with ``detach`` it runs in its own session and outlives us (the CLI's
-        ``start``). ``config`` adds neo4j.conf settings (e.g. ``{"db.transaction.timeout": "60s"}``);
-        the connector, authentication and page-cache settings above always win. Raises
+        ``start``). ``config`` adds neo4j.conf settings (e.g. ``{"db.transaction.timeout": "60s"}``)
+        over :data:`HARDENED_SETTINGS`; the connector, authentication and page-cache settings
+        above always win. Raises
         :class:`StoreUnavailableError` with the end of the server's log if it exits or does not
         answer within ``timeout`` seconds.
         """
@@ -492,11 +501,9 @@ class LocalNeo4j:
         self.data_dir = Path(data_dir).expanduser().resolve()
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "logs" / "launcher.log"
-        conf = None
-        if config:
-            conf = self.data_dir / "conf" / "neo4j.conf"
-            conf.parent.mkdir(exist_ok=True)
-            conf.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        conf = self.data_dir / "conf" / "neo4j.conf"
+        conf.parent.mkdir(exist_ok=True)
+        conf.write_text("".join(f"{k}={v}\n" for k, v in {**HARDENED_SETTINGS, **(config or {})}.items()))
         try:
             # A detached server outlives us, so nobody would be there to move its archive into place.
             cmd = self.command(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,16 +28,43 @@ log = logging.getLogger(__name__)
 _REL_TO_KIND = {rel: KINDS[kind] for kind, rel in KIND_REL_TYPES.items()}
 _UNAVAILABLE = (ServiceUnavailable, SessionExpired, OSError)
 
+#: Seconds a statement of the exploration surface (``cypher``, ``query``) may run before the
+#: server aborts it (the local server also ends any transaction after 5 minutes).
+DEFAULT_QUERY_TIMEOUT = 60.0
+
+# Administration and transaction management: refused on the read surface (they would show or
+# end other clients' work, or change users and databases), whatever the access mode allows.
+_ADMIN = re.compile(
+    r"^\s*(?:USE\s+\S+\s+)?(?:TERMINATE|GRANT|DENY|REVOKE|ALTER|RENAME|START|STOP|ENABLE|DEALLOCATE"
+    r"|REALLOCATE|DRYRUN|DROP\s+(?:USER|ROLE|DATABASE|ALIAS|COMPOSITE|SERVER)"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?(?:USER|ROLE|DATABASE|ALIAS|COMPOSITE)"
+    r"|SHOW\s+(?:\w+\s+)*(?:TRANSACTIONS?|USERS?|ROLES?|PRIVILEGES?|DATABASES?|SERVERS?|ALIAS(?:ES)?|SETTINGS?))\b"
+    r"|\bCALL\s+dbms\.",
+    re.IGNORECASE,
+)
+
+
+def _strip_comments(query: str) -> str:
+    return re.sub(r"//[^\n]*|/\*.*?\*/", " ", query, flags=re.DOTALL)
+
 
 class Neo4jStore(GraphStore):
     """Graph store in a Neo4j database."""
 
     kind = "neo4j"
 
-    def __init__(self, driver: neo4j.Driver, *, database: str = "neo4j", owns_driver: bool = False):
+    def __init__(
+        self,
+        driver: neo4j.Driver,
+        *,
+        database: str = "neo4j",
+        owns_driver: bool = False,
+        query_timeout: float = DEFAULT_QUERY_TIMEOUT,
+    ):
         self.driver = driver
         self.database = database
         self._owns_driver = owns_driver
+        self.query_timeout = query_timeout
 
     @classmethod
     def connect(
@@ -48,6 +76,7 @@ class Neo4jStore(GraphStore):
         database: str | None = None,
         connect_timeout: float = 5.0,
         retry_time: float = 15.0,
+        query_timeout: float = DEFAULT_QUERY_TIMEOUT,
     ) -> Neo4jStore:
         """Open a driver to ``uri`` and check that the server answers.
 
@@ -80,7 +109,12 @@ class Neo4jStore(GraphStore):
                 f"cannot reach Neo4j at {uri}: {exc}. Start it (scripts/neo4j_local.py start, or "
                 f"`docker compose up -d`) or check NEO4J_URI."
             ) from None
-        store = cls(driver, database=database or os.environ.get("NEO4J_DATABASE", "neo4j"), owns_driver=True)
+        store = cls(
+            driver,
+            database=database or os.environ.get("NEO4J_DATABASE", "neo4j"),
+            owns_driver=True,
+            query_timeout=query_timeout,
+        )
         store.uri = uri
         return store
 
@@ -218,12 +252,28 @@ class Neo4jStore(GraphStore):
     def cypher(self, query: str, *, write: bool = False, **params: Any) -> list[dict[str, Any]]:
         """Run a Cypher statement with parameters and return its rows as dicts.
 
-        Read-only unless ``write=True``: the statement runs in a read transaction,
-        and Neo4j refuses writes there.
+        Read-only unless ``write=True``: the statement runs in a read transaction, and Neo4j
+        refuses writes there; administration and transaction-management commands are refused
+        too. A statement running longer than ``query_timeout`` seconds is aborted.
         """
+        if not write and _ADMIN.search(_strip_comments(query)):
+            raise GraphRecError(
+                "administration and transaction-management commands are refused on the read-only "
+                "exploration surface; run them with cypher-shell as an administrator"
+            )
+
+        @neo4j.unit_of_work(timeout=self.query_timeout)
+        def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
+            return [r.data() for r in tx.run(query, params)]
+
         try:
-            return self._run(lambda tx: [r.data() for r in tx.run(query, params)], write=write)
+            return self._run(work, write=write)
         except Neo4jError as exc:
+            if "TransactionTimedOut" in str(exc.code) or "Terminated" in str(exc.code):
+                raise GraphRecError(
+                    f"Cypher stopped after the {self.query_timeout:g} s query timeout ({exc.code}); "
+                    "bound the query (LIMIT, a smaller max_hops) or raise Neo4jStore.query_timeout"
+                ) from exc
             raise GraphRecError(f"Cypher failed: {exc.code}: {exc.message}") from exc
 
     def query(self, name: str, **params: Any) -> list[dict[str, Any]]:

@@ -46,6 +46,45 @@ def test_cypher_is_read_only_unless_asked(neo4j_store):
     assert neo4j_store.counts()["users"] == 1
 
 
+def test_read_surface_refuses_admin_commands_and_stops_at_its_timeout(neo4j_store):
+    for query in (
+        "TERMINATE TRANSACTIONS 'neo4j-transaction-1'",
+        "SHOW TRANSACTIONS",
+        "USE system SHOW USERS",
+    ):
+        with pytest.raises(GraphRecError, match="administration"):
+            neo4j_store.cypher(query)
+    neo4j_store.query_timeout = 0.5
+    t0 = time.monotonic()
+    with pytest.raises(GraphRecError, match="query timeout"):
+        neo4j_store.cypher("UNWIND range(1, 2000000000) AS x WITH x WHERE x < 0 RETURN count(x) AS n")
+    assert time.monotonic() - t0 < 30
+
+
+def test_cypher_cannot_read_files_or_fetch_urls(neo4j_store, neo4j_uri, tmp_path):
+    """The local server's hardened settings: LOAD CSV reads no local file and fetches no URL,
+    even one a local web server would answer."""
+    import http.server
+    import threading
+
+    if os.environ.get("GRAPHREC_NEO4J_LOCAL_URI") != neo4j_uri:
+        pytest.skip("settings of a server this project did not start are not ours to test")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("user,password\nroot,hunter2\n")
+    with pytest.raises(GraphRecError):
+        neo4j_store.cypher("LOAD CSV FROM $url AS row RETURN row", url=secret.as_uri())
+
+    handler = type("CSV", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(tmp_path)))
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{web.server_address[1]}/secret.csv"
+        with pytest.raises(GraphRecError, match="(?i)block"):
+            neo4j_store.cypher("LOAD CSV FROM $url AS row RETURN row", url=url)
+    finally:
+        web.shutdown()
+
+
 def test_exploration_queries(neo4j_store, tmp_path):
     p = tmp_path / "e.csv"
     p.write_text(
