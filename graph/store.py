@@ -122,7 +122,7 @@ NEO4J_FROM_ENV = "neo4j"
 _NEO4J_SCHEMES = ("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")
 
 
-def open_store(target: str | Path | None = None, **kwargs) -> GraphStore:
+def open_store(target: str | Path | None = None, *, create: bool = False, **kwargs) -> GraphStore:
     """Open a store (the CLI's ``--store``), resolving ``target`` in this order:
 
     1. a ``bolt://`` / ``neo4j://`` URI (also ``+s`` / ``+ssc``): a :class:`~graph.neo4j_store.Neo4jStore`
@@ -136,6 +136,9 @@ def open_store(target: str | Path | None = None, **kwargs) -> GraphStore:
     4. anything else is a directory: a :class:`~graph.local_store.LocalStore` there, whatever
        ``NEO4J_URI`` says.
 
+    A local store directory must already hold a store unless ``create=True`` (what ``graphrec
+    ingest`` asks for): a mistyped path is an error, not a new empty store.
+
     Neo4j credentials come from ``NEO4J_USER`` (default ``neo4j``) and ``NEO4J_PASSWORD`` (no
     authentication when it is unset) and the database from ``NEO4J_DATABASE``, in every case
     where a Neo4jStore is opened; ``user=`` / ``password=`` / ``database=`` keywords override
@@ -145,14 +148,14 @@ def open_store(target: str | Path | None = None, **kwargs) -> GraphStore:
     if target is None:
         uri = _neo4j_uri_from_env(required=False)
         if uri is None:
-            return _open_local(DEFAULT_LOCAL_STORE, **kwargs)
+            return _open_local(DEFAULT_LOCAL_STORE, create=create, **kwargs)
         return _open_neo4j(uri, **kwargs)
     text = str(target)
     if text.startswith(_NEO4J_SCHEMES):
         return _open_neo4j(text, **kwargs)
     if isinstance(target, str) and text == NEO4J_FROM_ENV:
         return _open_neo4j(_neo4j_uri_from_env(required=True), **kwargs)
-    return _open_local(target, **kwargs)
+    return _open_local(target, create=create, **kwargs)
 
 
 def _neo4j_uri_from_env(*, required: bool) -> str | None:
@@ -175,7 +178,7 @@ def _open_neo4j(uri: str, **kwargs) -> GraphStore:
     return Neo4jStore.connect(uri, **kwargs)
 
 
-def _open_local(directory: str | Path, **kwargs) -> GraphStore:
+def _open_local(directory: str | Path, *, create: bool, **kwargs) -> GraphStore:
     from graph.local_store import LocalStore
 
-    return LocalStore(Path(directory), **kwargs)
+    return LocalStore(Path(directory), create=create, **kwargs)

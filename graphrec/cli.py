@@ -292,7 +292,7 @@ def cmd_ingest(args) -> int:
             f"in {res['schema_s']:.1f}s"
         )
         return 0
-    with open_store(args.store) as store:
+    with open_store(args.store, create=True) as store:
         sent = ingest(store, cols, batch_size=args.batch_size, progress=not args.no_progress)
         counts = store.counts()
     dt = time.perf_counter() - t0
@@ -353,7 +353,9 @@ def cmd_recommend(args) -> int:
     import json
 
     from retrieval.filters import FilterOptions
+    from retrieval.recommender import check_k
 
+    check_k(args.k)  # before the minutes a fit can take, not after
     rec = load_recommender(args)
     max_age = args.max_age_days * 86_400 if args.max_age_days is not None else None
     filters = FilterOptions(exclude=args.exclude, max_age_seconds=max_age)

@@ -331,7 +331,7 @@ class Recommender:
         """The served candidates for a batch of users without per-request options:
         ``(ids, scores)`` of dense target indices, best first (-1 / 0 in empty slots). This is
         what the evaluation scores and the weight tuning tunes."""
-        k = _check_k(k)
+        k = check_k(k)
         fused, _ = self.fused_lists(task, users)
         fused = self._backfill(task, np.asarray(users, np.int64), fused, k, None)
         return select_candidates(fused, k)
@@ -339,7 +339,7 @@ class Recommender:
     def _recommend(
         self, task, user_id, k, filters, want_reason, strict, author_cap, mmr_lambda, share, groups
     ):
-        k = _check_k(k)
+        k = check_k(k)
         task = self._check_fitted(task)
         filters = filters or FilterOptions()
         idx = int(self.snap.user_index([_check_id(user_id)], strict=False)[0])
@@ -529,7 +529,8 @@ def _explaining_source(contrib: dict[str, float]) -> str:
     return top
 
 
-def _check_k(k: int) -> int:
+def check_k(k: int) -> int:
+    """``k`` if it is an integer in 1..MAX_K, else a GraphRecError naming it."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise GraphRecError(f"k must be an integer, got {k!r}")
     if k < 1:

@@ -18,7 +18,7 @@ import neo4j
 import psutil
 import pytest
 
-from graph.errors import InputError, StoreUnavailableError
+from graph.errors import GraphRecError, InputError, StoreUnavailableError
 from graph.neo4j_local import MAIN_CLASS, LocalNeo4j, neo4j_uri_from_env, provision, stop_pid
 from graph.neo4j_local import main as neo4j_local_main
 
@@ -228,9 +228,9 @@ def test_open_store_uses_neo4j_uri_for_neo4j_or_no_target(neo4j_uri, tmp_path, m
         assert isinstance(store, Neo4jStore) and store.uri == neo4j_uri
     with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:9"):
         open_store("neo4j", connect_timeout=1.0, retry_time=0.0)
-    with open_store(tmp_path / "local") as store:
+    with open_store(tmp_path / "local", create=True) as store:
         assert isinstance(store, LocalStore)
-    with open_store("./neo4j") as store:  # a directory that happens to be called neo4j
+    with open_store("./neo4j", create=True) as store:  # a directory that happens to be called neo4j
         assert isinstance(store, LocalStore)
     assert (tmp_path / "neo4j").is_dir()
 
@@ -242,6 +242,9 @@ def test_open_store_uses_neo4j_uri_for_neo4j_or_no_target(neo4j_uri, tmp_path, m
     with pytest.raises(InputError, match="bolt://"):
         open_store("neo4j")
     monkeypatch.delenv("NEO4J_URI")
-    with open_store(None) as store:
+    with pytest.raises(GraphRecError, match="no local store here"):  # reading: never a new empty store
+        open_store(None)
+    assert not (tmp_path / ".graphrec").exists()
+    with open_store(None, create=True) as store:
         assert isinstance(store, LocalStore)
     assert (tmp_path / ".graphrec" / "store").is_dir()

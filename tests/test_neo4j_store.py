@@ -33,7 +33,7 @@ def test_unreachable_gives_clear_error_fast():
 def test_open_store_dispatches_on_uri(neo4j_uri, tmp_path):
     with open_store(neo4j_uri) as s:
         assert isinstance(s, Neo4jStore)
-    with open_store(tmp_path / "local") as s:
+    with open_store(tmp_path / "local", create=True) as s:
         assert s.kind == "local"
 
 

@@ -95,3 +95,14 @@ def test_embed_fit_recommend_end_to_end_through_the_cli(snap, tmp_path, capsys):
     served = json.loads(capsys.readouterr().out)
     assert len(served) == 20 and any("embedding" in r["sources"] for r in served)
     assert main(["recommend", "--model", str(model), "--user", uid]) == 2  # needs --snapshot
+
+
+def test_cli_checks_arguments_before_heavy_work_and_never_invents_a_store(tmp_path, capsys):
+    """`recommend -k 0` fails before any store is opened or model fitted; a mistyped --store path
+    is an error (nothing created), not an empty store giving an empty snapshot."""
+    missing = tmp_path / "no-such-store"
+    assert main(["recommend", "--store", str(missing), "--user", "1", "-k", "0"]) == 2
+    assert "k must be at least 1" in capsys.readouterr().err
+    assert main(["snapshot", "--store", str(missing), "--out", str(tmp_path / "snap")]) == 2
+    assert "no local store here" in capsys.readouterr().err
+    assert not missing.exists() and not (tmp_path / "snap").exists()
