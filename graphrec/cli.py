@@ -1,4 +1,4 @@
-"""The ``graphrec`` command line: ingest, snapshot, demo, recommend, fit, tune, evaluate, embed.
+"""The ``graphrec`` command line: ingest, snapshot, demo, recommend, fit, serve, tune, evaluate, embed.
 
 Entry points talk (print results); libraries log. ``-v`` shows info logs.
 """
@@ -164,6 +164,87 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve who-to-follow and tweet candidates over HTTP (FastAPI on uvicorn)",
+        description="Serve the recommender over HTTP: GET /v1/users/{id}/who-to-follow and "
+        "/v1/users/{id}/tweet-candidates, their POST batch variants /v1/who-to-follow and "
+        "/v1/tweet-candidates, /healthz, /readyz, /metrics (Prometheus), POST /admin/reload, and "
+        "the OpenAPI docs at /docs. The recommender is loaded (--model) or fitted once, then N "
+        "worker processes are forked that share it copy-on-write. SIGTERM or Ctrl-C stops it.",
+        epilog="example: graphrec fit --snapshot snap --out model && "
+        "graphrec serve --snapshot snap --model model --workers 2",
+    )
+    p.add_argument("--snapshot", required=True, help="saved snapshot directory (`graphrec snapshot --out`)")
+    p.add_argument(
+        "--model",
+        help="fitted recommender saved by `graphrec fit --out` (default: fit on the snapshot at start)",
+    )
+    p.add_argument("--config", help="tuned recommender config JSON, when fitting at start (`graphrec tune`)")
+    p.add_argument(
+        "--embeddings", help="embedding artifact directory, when fitting at start (`graphrec embed`)"
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)",
+    )
+    p.add_argument(
+        "--port", type=int, default=8080, help="TCP port; 0 picks a free one (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes forked after loading (default: %(default)s)"
+    )
+    p.add_argument(
+        "--deadline-ms",
+        type=float,
+        default=1000.0,
+        help="a recommendation request still unanswered after this long gets a 504 JSON error "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-batch", type=int, default=100, help="most user ids in one batch request (default: %(default)s)"
+    )
+    p.add_argument(
+        "--admin-token-file",
+        help="file holding the bearer token of POST /admin/reload (default: $GRAPHREC_ADMIN_TOKEN; "
+        "with neither, the admin endpoints answer 404)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from pathlib import Path
+
+    from graphrec.serve.settings import ModelPaths, ServeSettings, read_admin_token
+    from graphrec.serve.workers import serve
+
+    def _path(value):
+        return Path(value) if value else None
+
+    settings = ServeSettings(
+        paths=ModelPaths(Path(args.snapshot), _path(args.model), _path(args.config), _path(args.embeddings)),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        deadline_ms=args.deadline_ms,
+        max_batch=args.max_batch,
+        admin_token=read_admin_token(args.admin_token_file),
+    )
+
+    def listening(host, port, model) -> None:
+        where = f"[{host}]" if ":" in host else host
+        admin = "on" if settings.admin_token else "off (no token)"
+        print(
+            f"serving snapshot {model.snapshot_id} on http://{where}:{port} with {settings.workers} "
+            f"worker(s); admin endpoints {admin}; docs at /docs",
+            flush=True,
+        )
+
+    return serve(settings, listening)
+
+
 def _add_tune(sub) -> None:
     p = sub.add_parser(
         "tune",
@@ -237,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_recommend(sub)
     _add_fit(sub)
+    _add_serve(sub)
     _add_tune(sub)
     from evaluation.cli import add_evaluate_parser
     from gnn.cli import add_embed_parser

@@ -1,0 +1,286 @@
+"""Benchmark: `graphrec serve` over HTTP (latency, throughput, errors, a reload under load).
+
+It builds the dataset's snapshot and fits the recommender (both kept in --model-cache, so a
+rerun skips them), starts ``graphrec serve --model`` as a real subprocess on a free loopback
+port with an admin token, waits for /readyz, and then drives it from this process (the load
+generator shares the machine's cores with the server) with a bounded asyncio client:
+``--concurrency`` keep-alive connections, ``--requests`` requests over a seeded mix of known
+users (80%), unknown users on the cold-start path (10%, 200 expected) and unknown users with
+``strict=true`` (10%, 404 expected: counted as correct), the two GET endpoints evenly. Halfway
+through it calls ``POST /admin/reload`` once. An error is any other status or a connection
+error. A short warm-up (not counted) comes first.
+
+Usage::
+
+    python scripts/bench_serve.py --dataset lastfm --data-dir ../shared/datasets --json OUT
+    python scripts/bench_serve.py --dataset synthetic --edges 10000000 --workers 2 --json OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENDPOINTS = ("who-to-follow", "tweet-candidates")
+
+
+def _snapshot(args):
+    if args.dataset == "synthetic":
+        from graph.synthetic import generate, users_for_edges
+
+        return generate(users_for_edges(args.edges), seed=args.seed, with_text=True).snapshot()
+    from graph.datasets import dataset_snapshot, load_dataset
+
+    return dataset_snapshot(load_dataset(args.dataset, args.data_dir))
+
+
+def prepare(args) -> tuple[Path, Path, float | None]:
+    """The cached snapshot and model directories (built when missing) and the fit seconds."""
+    name = args.dataset if args.dataset != "synthetic" else f"synthetic-{args.edges}-{args.seed}"
+    cache = Path(args.model_cache) / name
+    snap_dir, model_dir = cache / "snapshot", cache / "model"
+    if (snap_dir / "meta.json").is_file() and (model_dir / "meta.json").is_file():
+        print(f"using the cached snapshot and model in {cache}")
+        return snap_dir, model_dir, None
+    from retrieval.recommender import Recommender
+
+    snap = _snapshot(args)
+    snap.save(snap_dir)
+    t0 = time.perf_counter()
+    Recommender(snap).save(model_dir)
+    fit_s = time.perf_counter() - t0
+    print(f"fitted in {fit_s:.1f}s; cached in {cache}")
+    return snap_dir, model_dir, fit_s
+
+
+def start_server(args, snap_dir: Path, model_dir: Path, token_file: Path, log_dir: Path):
+    env = {k: v for k, v in os.environ.items() if k != "GRAPHREC_ADMIN_TOKEN"}
+    env["PYTHONPATH"] = str(ROOT)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    out, err = log_dir / "server.out", log_dir / "server.err"
+    cmd = [
+        sys.executable,
+        "-m",
+        "graphrec",
+        "serve",
+        "--snapshot",
+        str(snap_dir),
+        "--model",
+        str(model_dir),
+        "--workers",
+        str(args.workers),
+        "--port",
+        "0",
+        "--admin-token-file",
+        str(token_file),
+    ]
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 600
+    while not (found := re.search(r"http://127\.0\.0\.1:(\d+)", out.read_text())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"graphrec serve did not start:\n{err.read_text()}")
+        time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{found.group(1)}", err
+
+
+async def wait_ready(session, base: str) -> None:
+    import aiohttp
+
+    for _ in range(6000):
+        try:
+            async with session.get(f"{base}/readyz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit("the server never got ready")
+
+
+def request_mix(user_ids: np.ndarray, n: int, seed: int, k: int) -> list[tuple[str, str, int]]:
+    """(endpoint, path, expected status) for ``n`` requests: 80% known, 10% cold, 10% strict unknown."""
+    rng = np.random.default_rng(seed)
+    unknown_base = int(user_ids.max()) + 1_000_000
+    kinds = rng.choice(3, size=n, p=[0.8, 0.1, 0.1])
+    known = user_ids[rng.integers(0, len(user_ids), size=n)]
+    out = []
+    for i in range(n):
+        endpoint = ENDPOINTS[i % 2]
+        if kinds[i] == 0:
+            uid, query, expect = int(known[i]), f"k={k}", 200
+        elif kinds[i] == 1:
+            uid, query, expect = unknown_base + i, f"k={k}", 200
+        else:
+            uid, query, expect = unknown_base + i, f"k={k}&strict=true", 404
+        out.append((endpoint, f"/v1/users/{uid}/{endpoint}?{query}", expect))
+    return out
+
+
+async def drive(base: str, mix, concurrency: int, token: str, warmup) -> dict:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    records: list[tuple[str, float, bool]] = []
+    reload: dict = {}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await wait_ready(session, base)
+        for _, path, _ in warmup:
+            async with session.get(base + path) as resp:
+                await resp.read()
+        queue = iter(enumerate(mix))
+        half = len(mix) // 2
+
+        async def do_reload():  # its own connection: not queued behind the load's connection pool
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as admin:
+                t0 = time.perf_counter()
+                async with admin.post(
+                    f"{base}/admin/reload", headers={"Authorization": f"Bearer {token}"}
+                ) as resp:
+                    body = await resp.text()
+                    reload.update(status=resp.status, seconds=time.perf_counter() - t0, body=body[:300])
+                    if resp.status == 200:
+                        reload["server"] = json.loads(
+                            body
+                        )  # snapshot_id, generation, seconds, workers_behind
+
+        reload_task: list[asyncio.Task] = []
+
+        async def client():
+            for i, (endpoint, path, expect) in queue:
+                if i == half:
+                    reload_task.append(asyncio.create_task(do_reload()))
+                t0 = time.perf_counter()
+                try:
+                    async with session.get(base + path) as resp:
+                        await resp.read()
+                        ok = resp.status == expect
+                except (TimeoutError, aiohttp.ClientError):
+                    ok = False
+                records.append((endpoint, (time.perf_counter() - t0) * 1000, ok))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        if reload_task:
+            await reload_task[0]
+        async with session.get(f"{base}/metrics") as resp:
+            metrics = await resp.text()
+    return {"records": records, "elapsed": elapsed, "reload": reload, "metrics": metrics}
+
+
+def summarise(records, elapsed: float) -> dict:
+    def stats(rows):
+        lat = np.array([r[1] for r in rows]) if rows else np.zeros(1)
+        return {
+            "requests": len(rows),
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "rps": len(rows) / elapsed,
+            "errors": sum(1 for r in rows if not r[2]),
+        }
+
+    out = {e: stats([r for r in records if r[0] == e]) for e in ENDPOINTS}
+    out["overall"] = stats(records)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=["gowalla", "lastfm", "flickr", "synthetic"])
+    p.add_argument("--data-dir", default="../shared/datasets")
+    p.add_argument("--edges", type=int, default=10_000_000, help="synthetic: relationships")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--requests", type=int, default=20_000, help="timed requests (default: %(default)s)")
+    p.add_argument(
+        "--concurrency", type=int, default=16, help="concurrent connections (default: %(default)s)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="server worker processes (default: %(default)s)")
+    p.add_argument("-k", type=int, default=20)
+    p.add_argument(
+        "--model-cache", default=".graphrec/bench-serve", help="snapshot + model cache (default: %(default)s)"
+    )
+    p.add_argument("--json", help="write figures here")
+    args = p.parse_args()
+
+    snap_dir, model_dir, fit_s = prepare(args)
+    user_ids = np.load(snap_dir / "user_ids.npy")
+    mix = request_mix(user_ids, args.requests, args.seed, args.k)
+    warmup = request_mix(user_ids, min(400, max(args.requests // 10, 20)), args.seed + 1, args.k)
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        tmp = Path(tmp)
+        token = os.urandom(16).hex()
+        (tmp / "token").write_text(token)
+        proc, base, err = start_server(args, snap_dir, model_dir, tmp / "token", tmp)
+        try:
+            run = asyncio.run(drive(base, mix, args.concurrency, token, warmup))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+        server_log = err.read_text()
+    results = summarise(run["records"], run["elapsed"])
+    reload = run["reload"]
+    print(
+        f"{args.dataset}: {args.requests} requests, concurrency {args.concurrency}, {args.workers} workers, "
+        f"k={args.k} ({run['elapsed']:.1f}s)"
+    )
+    print(f"{'endpoint':>18} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+    for name, r in results.items():
+        print(
+            f"{name:>18} {r['requests']:>9} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps']:>8.0f} {r['errors']:>7}"
+        )
+    server_side = reload.get("server", {})
+    print(
+        f"reload: status {reload.get('status')} in {reload.get('seconds', float('nan')):.2f}s "
+        f"(server-side {server_side.get('seconds', float('nan')):.2f}s, workers behind "
+        f"{server_side.get('workers_behind')}); server exit code {code}"
+    )
+    if code != 0 or "Traceback" in server_log:
+        print(f"server stderr:\n{server_log[-3000:]}", file=sys.stderr)
+    out = {
+        "dataset": args.dataset,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "k": args.k,
+        "fit_s": fit_s,
+        "elapsed_s": run["elapsed"],
+        "endpoints": results,
+        "reload": reload,
+        "reload_s": reload.get("seconds"),
+        "server_exit_code": code,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "command": " ".join(sys.argv),
+        **{f"{n}_{m}": results[n][m] for n in results for m in ("p50_ms", "p99_ms", "rps", "errors")},
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    failed = results["overall"]["errors"] or reload.get("status") != 200 or code != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
