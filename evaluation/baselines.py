@@ -50,6 +50,14 @@ def _has_weights(train: GraphSnapshot, task: str) -> bool:
     return bool(w.min() != w.max())
 
 
+def _with_weightings(configs: list[dict], train: GraphSnapshot, task: str) -> list[dict]:
+    """``--tune`` configurations: each of ``configs`` with binary and with log weighting when
+    the training engagements carry weights, else ``configs`` as they are."""
+    if _has_weights(train, task):
+        return [dict(p, weighting=w) for p in configs for w in ("binary", "log")]
+    return configs
+
+
 class PopularMethod(ScoringMethod):
     """Most popular items (for follows: the most-followed accounts) not yet consumed."""
 
@@ -97,10 +105,7 @@ class ItemKNNMethod(ScoringMethod):
 
     @classmethod
     def grid(cls, train: GraphSnapshot, task: str) -> list[dict]:
-        base = super().grid(train, task)
-        if _has_weights(train, task):
-            base = [dict(p, weighting=w) for p in base for w in ("binary", "log")]
-        return base
+        return _with_weightings(super().grid(train, task), train, task)
 
     def _fit(self, train: GraphSnapshot, task: str) -> None:
         p = self.params
@@ -144,10 +149,7 @@ class UserKNNMethod(ScoringMethod):
 
     @classmethod
     def grid(cls, train: GraphSnapshot, task: str) -> list[dict]:
-        base = super().grid(train, task)
-        if _has_weights(train, task):
-            base = [dict(p, weighting=w) for p in base for w in ("binary", "log")]
-        return base
+        return _with_weightings(super().grid(train, task), train, task)
 
     def _fit(self, train: GraphSnapshot, task: str) -> None:
         self.x_ = _weighted(train, task, self.params["weighting"])
@@ -163,8 +165,16 @@ class UserKNNMethod(ScoringMethod):
 class _ImplicitMethod(ScoringMethod):
     """Shared code of the ``implicit`` factorisation models: fit, then score = U_u . V^T."""
 
-    def _model(self):
+    #: parameters handed to the model under their own names (``seed`` goes as ``random_state``)
+    _model_params: tuple[str, ...] = ()
+
+    @staticmethod
+    def _model_class() -> type:
         raise NotImplementedError
+
+    def _model(self):
+        p = self.params
+        return self._model_class()(**{name: p[name] for name in self._model_params}, random_state=p["seed"])
 
     def _fit(self, train: GraphSnapshot, task: str) -> None:
         from threadpoolctl import threadpool_limits
@@ -188,6 +198,7 @@ class ALSMethod(_ImplicitMethod):
     param_grid = {"factors": [128, 256, 512], "regularization": [1.0, 10.0], "alpha": [1.0, 5.0, 20.0, 50.0]}
     #: factor counts ``grid`` picks from: the three largest <= min(n_users, n_items) / 8
     factor_choices = (32, 64, 128, 256, 512)
+    _model_params = ("factors", "regularization", "alpha", "iterations", "num_threads")
 
     @classmethod
     def grid(cls, train: GraphSnapshot, task: str) -> list[dict]:
@@ -198,9 +209,7 @@ class ALSMethod(_ImplicitMethod):
         grid = dict(cls.param_grid, factors=fit[-3:])
         keys = list(grid)
         configs = [dict(zip(keys, v)) for v in itertools.product(*(grid[k] for k in keys))]
-        if _has_weights(train, task):
-            configs = [dict(p, weighting=w) for p in configs for w in ("binary", "log")]
-        return configs
+        return _with_weightings(configs, train, task)
 
     def __init__(
         self,
@@ -223,18 +232,11 @@ class ALSMethod(_ImplicitMethod):
             seed=seed,
         )
 
-    def _model(self):
+    @staticmethod
+    def _model_class() -> type:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        p = self.params
-        return AlternatingLeastSquares(
-            factors=p["factors"],
-            regularization=p["regularization"],
-            alpha=p["alpha"],
-            iterations=p["iterations"],
-            num_threads=p["num_threads"],
-            random_state=p["seed"],
-        )
+        return AlternatingLeastSquares
 
 
 class BPRMethod(_ImplicitMethod):
@@ -253,6 +255,7 @@ class BPRMethod(_ImplicitMethod):
         "regularization": [0.001, 0.01],
         "iterations": [300],
     }
+    _model_params = ("factors", "learning_rate", "regularization", "iterations", "num_threads")
 
     def __init__(
         self,
@@ -273,18 +276,11 @@ class BPRMethod(_ImplicitMethod):
             seed=seed,
         )
 
-    def _model(self):
+    @staticmethod
+    def _model_class() -> type:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        p = self.params
-        return BayesianPersonalizedRanking(
-            factors=p["factors"],
-            learning_rate=p["learning_rate"],
-            regularization=p["regularization"],
-            iterations=p["iterations"],
-            num_threads=p["num_threads"],
-            random_state=p["seed"],
-        )
+        return BayesianPersonalizedRanking
 
 
 # ---------------------------------------------------------------------------

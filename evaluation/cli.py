@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluation.registry import METHODS
 from evaluation.splits import COLD_POLICIES, DATASET_NAMES, SPLIT_KINDS
-from graph.errors import InputError, run_command
+from graph.errors import InputError, command_parser, run_command
 from graph.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -230,9 +230,7 @@ def run_evaluate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m evaluation [evaluate] ...``"""
-    parser = argparse.ArgumentParser(prog="python -m evaluation", description="offline evaluation")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = command_parser("python -m evaluation", "offline evaluation")
     add_evaluate_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("evaluate", "-h", "--help", "-v", "--verbose"):

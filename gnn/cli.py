@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from graph.errors import run_command
+from graph.errors import command_parser, run_command
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,7 @@ def cmd_embed(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gnn", description="Graph embedding jobs.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = command_parser("python -m gnn", "Graph embedding jobs.")
     add_embed_parser(sub)
     args = parser.parse_args(argv)
     return run_command(args, f"{parser.prog} {args.command}")

@@ -136,6 +136,58 @@ def _split(snap: GraphSnapshot, task: str, mp: ModelParams, seed: int) -> tuple[
     return full, train, val
 
 
+def _task_fields(snap: GraphSnapshot, task: str, kind: str, train: dict, val: dict, tc: TrainConfig) -> dict:
+    """The :class:`EmbeddingTask` fields every model fills alike: the positives of each
+    relation, the data fingerprint, normalisation and the id vocabularies."""
+    relations = task_relations(task)
+    return dict(
+        train=[train[r] for r in relations],
+        val=[val[r] for r in relations],
+        fingerprint=_fingerprint(snap, task, kind),
+        normalize=tc.loss in ("softmax", "full_softmax") and tc.cosine,
+        vocab=_vocab(snap),
+    )
+
+
+def _train_and_embed(
+    trainer: Trainer,
+    etask: EmbeddingTask,
+    snap: GraphSnapshot,
+    mp: ModelParams,
+    tc: TrainConfig,
+    *,
+    prep: float,
+    run: dict,
+    final_graph: Callable[[], None],
+    **fields,
+) -> Embeddings:
+    """Train (``run``: checkpoint, resume, on_eval), switch the model to the whole training
+    graph (``final_graph``), embed every node. ``fields``: further :class:`Embeddings` fields."""
+    result = trainer.fit(etask, **run)
+    final_graph()
+    emb = embed(etask).cpu().numpy()
+    metrics = result.to_dict()
+    metrics["prepare_seconds"] = round(prep, 3)
+    metrics["device"] = str(trainer.device)
+    nu = snap.n_users
+    return Embeddings(
+        user_vectors=np.ascontiguousarray(emb[:nu]),
+        tweet_vectors=np.ascontiguousarray(emb[nu:]),
+        model_kind=etask.fingerprint["model"],
+        task=etask.fingerprint["task"],
+        snapshot_id=snap.snapshot_id,
+        config={
+            "model": asdict(mp),
+            "train": asdict(tc),
+            "normalized": etask.normalize,
+            **etask.model.config(),
+        },
+        metrics=metrics,
+        model=etask.model,
+        **fields,
+    )
+
+
 def fit_lightgcn(
     snap: GraphSnapshot,
     task: str = "both",
@@ -169,7 +221,6 @@ def fit_lightgcn(
         init = _warm_start(init_from, snap, mp.dim, init)
     prep = time.perf_counter() - t0
     model = LightGCN(nu, nt, adj, dim=mp.dim, n_layers=mp.n_layers, init=init, seed=tc.seed)
-    relations = task_relations(task)
     on_full_graph = False
 
     def use_full_graph() -> None:
@@ -184,29 +235,10 @@ def fit_lightgcn(
         model=model,
         forward=model,
         use_full_graph=use_full_graph,
-        train=[train[r] for r in relations],
-        val=[val[r] for r in relations],
-        fingerprint=_fingerprint(snap, task, "lightgcn"),
-        normalize=tc.loss in ("softmax", "full_softmax") and tc.cosine,
-        vocab=_vocab(snap),
+        **_task_fields(snap, task, "lightgcn", train, val, tc),
     )
-    trainer = Trainer(tc)
-    result = trainer.fit(etask, checkpoint=checkpoint, resume=resume, on_eval=on_eval)
-    use_full_graph()  # final embeddings on the whole training graph
-    emb = embed(etask).cpu().numpy()
-    metrics = result.to_dict()
-    metrics["prepare_seconds"] = round(prep, 3)
-    metrics["device"] = str(trainer.device)
-    return Embeddings(
-        user_vectors=np.ascontiguousarray(emb[:nu]),
-        tweet_vectors=np.ascontiguousarray(emb[nu:]),
-        model_kind="lightgcn",
-        task=task,
-        snapshot_id=snap.snapshot_id,
-        config={"model": asdict(mp), "train": asdict(tc), "normalized": etask.normalize, **model.config()},
-        metrics=metrics,
-        model=model,
-    )
+    run = dict(checkpoint=checkpoint, resume=resume, on_eval=on_eval)
+    return _train_and_embed(Trainer(tc), etask, snap, mp, tc, prep=prep, run=run, final_graph=use_full_graph)
 
 
 def _warm_start(path, snap: GraphSnapshot, dim: int, init: np.ndarray | None) -> np.ndarray:
@@ -323,36 +355,29 @@ def fit_sage(
         _sage_warm_start(init_from, model, snap)
     trainer = Trainer(tc)
     sim = _ColdSimulation(model, pipeline, snap, train, mp, trainer.device)
-    relations = task_relations(task)
     etask = EmbeddingTask(
         model=model,
         forward=sim.forward,
         eval_forward=sim.eval_forward,
         before_epoch=sim,
-        train=[train[r] for r in relations],
-        val=[val[r] for r in relations],
-        fingerprint=_fingerprint(snap, task, "sage"),
-        normalize=tc.loss in ("softmax", "full_softmax") and tc.cosine,
-        vocab=_vocab(snap),
+        **_task_fields(snap, task, "sage", train, val, tc),
     )
     prep = time.perf_counter() - t0
-    result = trainer.fit(etask, checkpoint=checkpoint, resume=resume, on_eval=on_eval)
-    full_graph = pipeline.transform(snap)
-    etask.eval_forward = lambda: model(full_graph)
-    emb = embed(etask).cpu().numpy()
-    metrics = result.to_dict()
-    metrics["prepare_seconds"] = round(prep, 3)
-    metrics["device"] = str(trainer.device)
-    nu = snap.n_users
-    return Embeddings(
-        user_vectors=np.ascontiguousarray(emb[:nu]),
-        tweet_vectors=np.ascontiguousarray(emb[nu:]),
-        model_kind="sage",
-        task=task,
-        snapshot_id=snap.snapshot_id,
-        config={"model": asdict(mp), "train": asdict(tc), "normalized": etask.normalize, **model.config()},
-        metrics=metrics,
-        model=model,
+
+    def final_graph() -> None:
+        full_graph = pipeline.transform(snap)
+        etask.eval_forward = lambda: model(full_graph)
+
+    run = dict(checkpoint=checkpoint, resume=resume, on_eval=on_eval)
+    return _train_and_embed(
+        trainer,
+        etask,
+        snap,
+        mp,
+        tc,
+        prep=prep,
+        run=run,
+        final_graph=final_graph,
         extra={
             "pipeline": pipeline,
             "user_ids": np.asarray(snap.user_ids),

@@ -1,6 +1,9 @@
-"""One exception root for the project, so callers can catch everything we raise."""
+"""One exception root for the project, so callers can catch everything we raise, and the
+command-line plumbing every entry point shares (its parser, its error handling)."""
 
 from __future__ import annotations
+
+import argparse
 
 
 class GraphRecError(Exception):
@@ -25,6 +28,14 @@ class SnapshotError(GraphRecError):
 
 class StoreUnavailableError(GraphRecError):
     """The store (e.g. a Neo4j server) cannot be reached."""
+
+
+def command_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A command's parser with ``-v/--verbose`` (read by :func:`run_command`) and its
+    sub-command collection: (parser, subparsers)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
 
 def run_command(args, label: str) -> int:

@@ -34,6 +34,7 @@ Conventions shared by all kernels
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -175,6 +176,35 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
+def _check_min(name: str, value: float, least: float) -> float:
+    if value < least:
+        raise InputError(f"{name} must be >= {least}, got {value}")
+    return value
+
+
+def _queries_and_k(indptr, queries, k: int, what: str) -> tuple[int, np.ndarray, int]:
+    """(rows of CSR ``indptr``, the checked query nodes, the checked ``k``): the start of
+    every top-k entry point."""
+    n = len(indptr) - 1
+    return n, _as_queries(queries, n, what), _check_k(k)
+
+
+def _chunks(queries: np.ndarray, n_threads: int | None) -> int:
+    """Thread chunks for ``queries`` (sets numba's thread count)."""
+    return _n_chunks(len(queries), _set_threads(n_threads))
+
+
+def _scratches(n_chunks: int, n: int, spec: str) -> tuple[np.ndarray, ...]:
+    """A kernel's scratch: one :func:`_scratch` per ``"kind dtype"`` in the comma-separated ``spec``."""
+    return tuple(_scratch(kind, n_chunks, n, dtype) for kind, dtype in _scratch_kinds(spec))
+
+
+@functools.cache
+def _scratch_kinds(spec: str) -> tuple[tuple[str, np.dtype], ...]:
+    # parsed once per spec: a served call should not pay for it
+    return tuple((kind, np.dtype(dtype)) for kind, dtype in (s.split() for s in spec.split(",")))
+
+
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 _EMPTY_I32 = np.zeros(0, dtype=np.int32)
 
@@ -195,12 +225,10 @@ def random_walks(
 ) -> np.ndarray:
     """Walks of ``length`` steps from each start: (len(starts), length + 1) int64 node
     indices, -1 after a dead end."""
-    threads = _set_threads(n_threads)
-    starts = _as_queries(starts, len(indptr) - 1, "start node")
-    g = (indptr, indices, *_sampler(sampler, len(indices)))
     # an alternating walk with the same CSR on even and odd steps
-    return _alternating_walks_kernel.pick(_n_chunks(len(starts), threads))(
-        g, g, starts, int(length), _check_seed(seed)
+    csr = (indptr, indices)
+    return alternating_walks(
+        *csr, *csr, starts, length, a_sampler=sampler, b_sampler=sampler, seed=seed, n_threads=n_threads
     )
 
 
@@ -270,23 +298,17 @@ def pixie_walks(
 
     Returns (ids (n, k) int64, scores (n, k) float32, steps walked (n,) int64).
     """
-    nu = len(ut_indptr) - 1
-    n_items = len(tu_indptr) - 1
-    queries = _as_queries(queries, nu, "user")
-    k = _check_k(k)
+    nu, queries, k = _queries_and_k(ut_indptr, queries, k, "user")
     restart_prob = _check_prob("restart_prob", restart_prob, allow_zero=True, allow_one=True)
-    if n_walkers < 1:
-        raise InputError(f"n_walkers must be >= 1, got {n_walkers}")
-    if followee_weight < 0:
-        raise InputError(f"followee_weight must be >= 0, got {followee_weight}")
-    if n_v < 1:
-        raise InputError(f"n_v must be >= 1, got {n_v}")
+    _check_min("n_walkers", n_walkers, 1)
+    _check_min("followee_weight", followee_weight, 0)
+    _check_min("n_v", n_v, 1)
     if len(fo_indptr) - 1 != nu:
         raise InputError(f"follow CSR has {len(fo_indptr) - 1} rows, the engagement CSR {nu} users")
     if degree_c is None:
         max_deg = int(np.diff(ut_indptr).max(initial=1))
         degree_c = math.log(max(max_deg, 1)) + 1.0
-    n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
+    n_chunks = _chunks(queries, n_threads)
     graph = PixieGraph(
         ut_indptr,
         ut_indices,
@@ -310,12 +332,11 @@ def pixie_walks(
         seed=_check_seed(seed),
         n_walkers=int(n_walkers),
     )
-    scratch = (
-        _scratch("pix_cur", n_chunks, n_items, np.int32),
-        _scratch("pix_cur.list", n_chunks, n_items, np.int32),
-        _scratch("pix_acc", n_chunks, n_items, np.float64),
-        _scratch("pix_acc.list", n_chunks, n_items, np.int32),
-        _scratch("pix_mark", n_chunks, n_items, np.uint8),
+    n_tweets = len(tu_indptr) - 1
+    scratch = _scratches(
+        n_chunks,
+        n_tweets,
+        "pix_cur int32, pix_cur.list int32, pix_acc float64, pix_acc.list int32, pix_mark uint8",
     )
     return _pixie_kernel.pick(n_chunks)(graph, ex, queries, k, cfg, scratch)
 
@@ -337,13 +358,10 @@ def ppr_montecarlo(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Personalized PageRank by walks with restart: score = fraction of time spent at a
     node (an unbiased estimate of PPR). Returns (ids, scores, steps walked)."""
-    n = len(indptr) - 1
-    queries = _as_queries(queries, n, "node")
-    k = _check_k(k)
+    n, queries, k = _queries_and_k(indptr, queries, k, "node")
     restart_prob = _check_prob("restart_prob", restart_prob, allow_zero=False, allow_one=False)
-    if n_walkers < 1:
-        raise InputError(f"n_walkers must be >= 1, got {n_walkers}")
-    n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
+    _check_min("n_walkers", n_walkers, 1)
+    n_chunks = _chunks(queries, n_threads)
     graph = (indptr, indices, *_sampler(sampler, len(indices)))
     ex = _rows(exclude, n)
     cfg = PprSettings(
@@ -353,11 +371,7 @@ def ppr_montecarlo(
         seed=_check_seed(seed),
         n_walkers=int(n_walkers),
     )
-    scratch = (
-        _scratch("ppr_visits", n_chunks, n, np.int64),
-        _scratch("ppr.list", n_chunks, n, np.int32),
-        _scratch("ppr_mark", n_chunks, n, np.uint8),
-    )
+    scratch = _scratches(n_chunks, n, "ppr_visits int64, ppr.list int32, ppr_mark uint8")
     return _ppr_mc_kernel.pick(n_chunks)(graph, ex, queries, k, cfg, scratch)
 
 
@@ -382,9 +396,7 @@ def ppr_power(
     make transitions proportional to weight. Stops after ``n_iter`` iterations or when
     the L1 change is below ``tol``; cost is the edges of the region reached.
     Returns (ids, scores, iterations)."""
-    n = len(indptr) - 1
-    queries = _as_queries(queries, n, "node")
-    k = _check_k(k)
+    n, queries, k = _queries_and_k(indptr, queries, k, "node")
     restart_prob = _check_prob("restart_prob", restart_prob, allow_zero=False, allow_one=True)
     if weights is None:
         w = np.zeros(0, dtype=np.float64)
@@ -394,18 +406,15 @@ def ppr_power(
         if w.shape[0] != len(indices) or not (np.isfinite(w).all() and (w >= 0).all()):
             raise InputError("weights must be finite, non-negative and one per edge")
         row_sum = np.add.reduceat(np.append(w, 0.0), np.asarray(indptr[:-1])) * (np.diff(indptr) > 0)
-    n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
+    n_chunks = _chunks(queries, n_threads)
     ex = _rows(exclude, n)
     cfg = PowerSettings(
         restart_prob=restart_prob, n_iter=int(n_iter), tol=float(tol), exclude_self=bool(exclude_self)
     )
-    scratch = (
-        _scratch("pw_x", n_chunks, n, np.float64),
-        _scratch("pw_y", n_chunks, n, np.float64),
-        _scratch("pw_flag", n_chunks, n, np.uint8),
-        _scratch("pw_x.list", n_chunks, n, np.int32),
-        _scratch("pw_y.list", n_chunks, n, np.int32),
-        _scratch("pw_mark", n_chunks, n, np.uint8),
+    scratch = _scratches(
+        n_chunks,
+        n,
+        "pw_x float64, pw_y float64, pw_flag uint8, pw_x.list int32, pw_y.list int32, pw_mark uint8",
     )
     return _ppr_power_kernel.pick(n_chunks)((indptr, indices, w, row_sum), ex, queries, k, cfg, scratch)
 
@@ -436,16 +445,12 @@ def salsa_walks(
     visits). Score of an authority: its visits. The user and the rows of ``exclude``
     are left out. Returns (ids, scores, steps walked, not counting the circle of trust).
     """
-    n = len(indptr) - 1
-    queries = _as_queries(queries, n, "user")
-    k = _check_k(k)
+    n, queries, k = _queries_and_k(indptr, queries, k, "user")
     cot_restart = _check_prob("cot_restart", cot_restart, allow_zero=False, allow_one=False)
     restart_prob = _check_prob("restart_prob", restart_prob, allow_zero=True, allow_one=True)
-    if n_hubs < 1:
-        raise InputError(f"n_hubs must be >= 1, got {n_hubs}")
-    if n_walkers < 1:
-        raise InputError(f"n_walkers must be >= 1, got {n_walkers}")
-    n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
+    _check_min("n_hubs", n_hubs, 1)
+    _check_min("n_walkers", n_walkers, 1)
+    n_chunks = _chunks(queries, n_threads)
     graph = (indptr, indices, *_sampler(sampler, len(indices)))
     ex = _rows(exclude, n)
     cfg = SalsaSettings(
@@ -457,12 +462,7 @@ def salsa_walks(
         seed=_check_seed(seed),
         n_walkers=int(n_walkers),
     )
-    scratch = (
-        _scratch("sal_visits", n_chunks, n, np.int64),
-        _scratch("sal.list", n_chunks, n, np.int32),
-        _scratch("sal_local", n_chunks, n, np.int32),
-        _scratch("sal_mark", n_chunks, n, np.uint8),
-    )
+    scratch = _scratches(n_chunks, n, "sal_visits int64, sal.list int32, sal_local int32, sal_mark uint8")
     return _salsa_kernel.pick(n_chunks)(graph, ex, queries, k, cfg, scratch)
 
 
@@ -472,14 +472,9 @@ def fof_scores(
     """Friends of friends: score(v) = number of the user's followees who follow v (or,
     with ``normalize``, the sum of 1 / out-degree of those followees: two-step PPR).
     The user and the rows of ``exclude`` are left out. Returns (ids, scores)."""
-    n = len(indptr) - 1
-    queries = _as_queries(queries, n, "user")
-    k = _check_k(k)
-    n_chunks = _n_chunks(len(queries), _set_threads(n_threads))
-    ex = _rows(exclude, n)
-    scratch = (
-        _scratch("fof_acc", n_chunks, n, np.float64),
-        _scratch("fof.list", n_chunks, n, np.int32),
-        _scratch("fof_mark", n_chunks, n, np.uint8),
+    n, queries, k = _queries_and_k(indptr, queries, k, "user")
+    n_chunks = _chunks(queries, n_threads)
+    scratch = _scratches(n_chunks, n, "fof_acc float64, fof.list int32, fof_mark uint8")
+    return _fof_kernel.pick(n_chunks)(
+        (indptr, indices), _rows(exclude, n), queries, k, bool(normalize), scratch
     )
-    return _fof_kernel.pick(n_chunks)((indptr, indices), ex, queries, k, bool(normalize), scratch)

@@ -116,6 +116,17 @@ def _stack(rows):
     return ids, vals
 
 
+def _per_query(queries, k: int, one) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``one(u) -> (scores, exclusions, steps)`` for each query node: (ids, scores, steps)."""
+    results, all_steps = [], []
+    for u in (int(q) for q in queries):
+        scores, exclude, steps = one(u)
+        results.append(top_k(scores, k, exclude))
+        all_steps.append(steps)
+    ids, vals = _stack(results)
+    return ids, vals, np.array(all_steps, dtype=np.int64)
+
+
 def _row(csr, node) -> set[int]:
     if csr is None:
         return set()
@@ -129,19 +140,24 @@ def _row(csr, node) -> set[int]:
 # walks
 
 
-def random_walks(indptr, indices, starts, length, *, sampler=None, seed=0) -> np.ndarray:
-    g = Adjacency(indptr, indices, sampler)
+def _walks(graph_at, starts, length: int, seed: int) -> np.ndarray:
+    """Walks of ``length`` steps from each start, step s on ``graph_at(s)``; -1 after a dead end."""
     out = np.full((len(starts), length + 1), -1, dtype=np.int64)
     for i, s in enumerate(starts):
         rng = Stream(seed, i, 0)
         node = int(s)
         out[i, 0] = node
         for step in range(length):
-            node = g.pick(node, rng.next())
+            node = graph_at(step).pick(node, rng.next())
             if node < 0:
                 break
             out[i, step + 1] = node
     return out
+
+
+def random_walks(indptr, indices, starts, length, *, sampler=None, seed=0) -> np.ndarray:
+    g = Adjacency(indptr, indices, sampler)
+    return _walks(lambda step: g, starts, length, seed)
 
 
 def alternating_walks(
@@ -149,17 +165,7 @@ def alternating_walks(
 ):
     ga = Adjacency(a_indptr, a_indices, a_sampler)
     gb = Adjacency(b_indptr, b_indices, b_sampler)
-    out = np.full((len(starts), length + 1), -1, dtype=np.int64)
-    for i, s in enumerate(starts):
-        rng = Stream(seed, i, 0)
-        node = int(s)
-        out[i, 0] = node
-        for step in range(length):
-            node = (ga if step % 2 == 0 else gb).pick(node, rng.next())
-            if node < 0:
-                break
-            out[i, step + 1] = node
-    return out
+    return _walks(lambda step: ga if step % 2 == 0 else gb, starts, length, seed)
 
 
 def pixie_walks(
@@ -197,8 +203,7 @@ def pixie_walks(
         d = float(len(ut.rows[node]))
         return d * (degree_c - math.log(d))
 
-    results, all_steps = [], []
-    for q_user in (int(q) for q in queries):
+    def one(q_user):
         followees = []
         if followee_weight > 0 and max_followees > 0:
             cands = [f for f in fo.rows[q_user] if f != q_user and ut.can_leave(f)]
@@ -259,10 +264,9 @@ def pixie_walks(
             if beta != 0.0:
                 s = s / (float(len(tu.rows[t])) ** beta)
             scores[t] = s
-        results.append(top_k(scores, k, _row(exclude, q_user) | _row(exclude2, q_user)))
-        all_steps.append(steps)
-    ids, vals = _stack(results)
-    return ids, vals, np.array(all_steps, dtype=np.int64)
+        return scores, _row(exclude, q_user) | _row(exclude2, q_user), steps
+
+    return _per_query(queries, k, one)
 
 
 def ppr_mc_visits(
@@ -292,6 +296,10 @@ def ppr_mc_visits(
     return visits, steps, ticks
 
 
+def _ppr_exclusions(exclude, exclude_self: bool, u: int) -> set[int]:
+    return _row(exclude, u) | ({u} if exclude_self else set())
+
+
 def ppr_montecarlo(
     indptr,
     indices,
@@ -307,15 +315,12 @@ def ppr_montecarlo(
     n_walkers=16,
 ):
     g = Adjacency(indptr, indices, sampler)
-    results, all_steps = [], []
-    for u in (int(q) for q in queries):
+
+    def one(u):
         visits, steps, ticks = ppr_mc_visits(g, u, restart_prob, n_steps, seed, 0, n_walkers)
-        scores = {v: c / ticks for v, c in visits.items()}
-        excl = _row(exclude, u) | ({u} if exclude_self else set())
-        results.append(top_k(scores, k, excl))
-        all_steps.append(steps)
-    ids, vals = _stack(results)
-    return ids, vals, np.array(all_steps, dtype=np.int64)
+        return {v: c / ticks for v, c in visits.items()}, _ppr_exclusions(exclude, exclude_self, u), steps
+
+    return _per_query(queries, k, one)
 
 
 def ppr_vector(indptr, indices, source: int, *, weights=None, restart_prob=0.15, n_iter=1000, tol=1e-12):
@@ -361,13 +366,11 @@ def ppr_power(
     n_iter=PPR_POWER_ITERATIONS,
     tol=PPR_POWER_TOL,
 ):
-    results = []
-    for u in (int(q) for q in queries):
+    def one(u):
         x = ppr_vector(indptr, indices, u, weights=weights, restart_prob=restart_prob, n_iter=n_iter, tol=tol)
-        scores = {v: float(s) for v, s in enumerate(x) if s > 0}
-        excl = _row(exclude, u) | ({u} if exclude_self else set())
-        results.append(top_k(scores, k, excl))
-    return _stack(results)
+        return {v: float(s) for v, s in enumerate(x) if s > 0}, _ppr_exclusions(exclude, exclude_self, u), 0
+
+    return _per_query(queries, k, one)[:2]
 
 
 def salsa_walks(
@@ -387,13 +390,11 @@ def salsa_walks(
     n_walkers=16,
 ):
     g = Adjacency(indptr, indices, sampler)
-    results, all_steps = [], []
-    for u in (int(q) for q in queries):
+
+    def one(u):
         trust, _, _ = ppr_mc_visits(g, u, cot_restart, cot_steps, seed, 1, n_walkers)
         if not trust:
-            results.append(top_k({}, k, set()))
-            all_steps.append(0)
-            continue
+            return {}, set(), 0
         others = sorted((-c, v) for v, c in trust.items() if v != u and g.can_leave(v))[: n_hubs - 1]
         hubs = [u] + [v for _, v in others]
         weights = [float(trust[u])] + [float(-c) for c, _ in others]
@@ -424,16 +425,15 @@ def salsa_walks(
                     back = followers_in_hubs[a]
                     pos[w] = back[min(int(rngs[w].next() * len(back)), len(back) - 1)]
                     steps += 1
-        results.append(top_k({a: float(c) for a, c in visits.items()}, k, _row(exclude, u) | {u}))
-        all_steps.append(steps)
-    ids, vals = _stack(results)
-    return ids, vals, np.array(all_steps, dtype=np.int64)
+        return {a: float(c) for a, c in visits.items()}, _row(exclude, u) | {u}, steps
+
+    return _per_query(queries, k, one)
 
 
 def fof_scores(indptr, indices, queries, k, *, exclude=None, normalize=False):
     g = Adjacency(indptr, indices)
-    results = []
-    for u in (int(q) for q in queries):
+
+    def one(u):
         scores: dict[int, float] = {}
         for f in g.rows[u]:
             if not g.rows[f]:
@@ -441,5 +441,6 @@ def fof_scores(indptr, indices, queries, k, *, exclude=None, normalize=False):
             w = 1.0 / len(g.rows[f]) if normalize else 1.0
             for v in g.rows[f]:
                 scores[v] = scores.get(v, 0.0) + w
-        results.append(top_k(scores, k, _row(exclude, u) | {u}))
-    return _stack(results)
+        return scores, _row(exclude, u) | {u}, 0
+
+    return _per_query(queries, k, one)[:2]

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from graph.errors import GraphRecError, run_command
+from graph.errors import GraphRecError, command_parser, run_command
 
 log = logging.getLogger("graphrec")
 
@@ -307,12 +307,10 @@ def cmd_tune(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="graphrec",
-        description="Graph-based recommendations (who to follow, tweet candidates) over Neo4j or a local store.",
+    parser, sub = command_parser(
+        "graphrec",
+        "Graph-based recommendations (who to follow, tweet candidates) over Neo4j or a local store.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ingest(sub)
     _add_snapshot(sub)
     _add_demo(sub)

@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,8 +238,20 @@ _CACHE_SIZE = 8
 # candidate sources
 
 
-def _one(users) -> np.ndarray:
-    return np.array([int(users)], dtype=np.int64)
+def _one_user(batch: Callable, what: str) -> Callable:
+    """The one-user form of candidate function ``batch``: (ids (k,), scores (k,)), on one
+    thread unless told otherwise (the serving path)."""
+
+    def one(
+        snap: GraphSnapshot, user_index: int, k: int = 100, *, n_threads: int = 1, **params
+    ) -> tuple[np.ndarray, np.ndarray]:
+        users = np.array([int(user_index)], dtype=np.int64)
+        ids, scores = batch(snap, users, k, n_threads=n_threads, **params)
+        return ids[0], scores[0]
+
+    one.__name__ = one.__qualname__ = batch.__name__.removesuffix("_batch")
+    one.__doc__ = f"{what} for one user: (ids (k,), scores (k,)). Parameters as in :func:`{batch.__name__}`."
+    return one
 
 
 def pixie_candidates_batch(
@@ -303,11 +316,7 @@ def pixie_candidates_batch(
     return ids, scores
 
 
-def pixie_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_threads: int = 1, **params):
-    """Pixie tweet candidates for one user: (ids (k,), scores (k,)). Parameters as in
-    :func:`pixie_candidates_batch`."""
-    ids, scores = pixie_candidates_batch(snap, _one(user_index), k, n_threads=n_threads, **params)
-    return ids[0], scores[0]
+pixie_candidates = _one_user(pixie_candidates_batch, "Pixie tweet candidates")
 
 
 DIRECTIONS = ("out", "undirected")
@@ -342,6 +351,16 @@ def _undirected_follows(snap: GraphSnapshot) -> tuple[np.ndarray, np.ndarray]:
     return both.indptr.astype(np.int64), both.indices.astype(np.int64)
 
 
+def _walk_follows(
+    walk: Callable, snap: GraphSnapshot, users: np.ndarray, k: int, direction: str, **params
+) -> tuple[np.ndarray, np.ndarray]:
+    """``walk`` over the follow graph in ``direction`` from each user, accounts already
+    followed left out: (ids, scores)."""
+    indptr, indices = _follow_csr(snap, direction)
+    ids, scores, _ = walk(indptr, indices, users, k, exclude=_follow_csr(snap, "out"), **params)
+    return ids, scores
+
+
 def ppr_candidates_batch(
     snap: GraphSnapshot,
     users: np.ndarray,
@@ -364,44 +383,20 @@ def ppr_candidates_batch(
     the graph size; deterministic for a seed). Scores estimate PPR probabilities.
     ``direction``: the graph walked (:func:`_follow_csr`); accounts already followed are
     always excluded."""
-    indptr, indices = _follow_csr(snap, direction)
-    exclude = _follow_csr(snap, "out")
+    params = dict(exclude_self=True, restart_prob=restart_prob, n_threads=n_threads)
     if mode == "power":
-        ids, scores, _ = walks.ppr_power(
-            indptr,
-            indices,
-            users,
-            k,
-            exclude=exclude,
-            exclude_self=True,
-            restart_prob=restart_prob,
-            n_iter=n_iter,
-            tol=tol,
-            n_threads=n_threads,
-        )
+        walk = walks.ppr_power
+        params.update(n_iter=n_iter, tol=tol)
     elif mode == "montecarlo":
-        ids, scores, _ = walks.ppr_montecarlo(
-            indptr,
-            indices,
-            users,
-            k,
-            exclude=exclude,
-            exclude_self=True,
-            restart_prob=restart_prob,
-            n_steps=n_steps,
-            seed=seed,
-            n_walkers=n_walkers,
-            n_threads=n_threads,
-        )
+        walk = walks.ppr_montecarlo
+        params.update(n_steps=n_steps, seed=seed, n_walkers=n_walkers)
     else:
+        _check_direction(direction)  # of two bad arguments, the direction is reported
         raise InputError(f"mode must be 'power' or 'montecarlo', got {mode!r}")
-    return ids, scores
+    return _walk_follows(walk, snap, users, k, direction, **params)
 
 
-def ppr_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_threads: int = 1, **params):
-    """PPR follow candidates for one user: (ids (k,), scores (k,))."""
-    ids, scores = ppr_candidates_batch(snap, _one(user_index), k, n_threads=n_threads, **params)
-    return ids[0], scores[0]
+ppr_candidates = _one_user(ppr_candidates_batch, "PPR follow candidates")
 
 
 def salsa_candidates_batch(
@@ -421,13 +416,12 @@ def salsa_candidates_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Who to follow by SALSA on the user's circle of trust (WTF); see
     :func:`graph.walks.salsa_walks`. ``direction`` as in :func:`ppr_candidates_batch`."""
-    indptr, indices = _follow_csr(snap, direction)
-    ids, scores, _ = walks.salsa_walks(
-        indptr,
-        indices,
+    return _walk_follows(
+        walks.salsa_walks,
+        snap,
         users,
         k,
-        exclude=_follow_csr(snap, "out"),
+        direction,
         n_hubs=n_hubs,
         cot_steps=cot_steps,
         cot_restart=cot_restart,
@@ -437,13 +431,9 @@ def salsa_candidates_batch(
         n_walkers=n_walkers,
         n_threads=n_threads,
     )
-    return ids, scores
 
 
-def salsa_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_threads: int = 1, **params):
-    """SALSA follow candidates for one user: (ids (k,), scores (k,))."""
-    ids, scores = salsa_candidates_batch(snap, _one(user_index), k, n_threads=n_threads, **params)
-    return ids[0], scores[0]
+salsa_candidates = _one_user(salsa_candidates_batch, "SALSA follow candidates")
 
 
 def fof_candidates_batch(
@@ -461,10 +451,7 @@ def fof_candidates_batch(
     )
 
 
-def fof_candidates(snap: GraphSnapshot, user_index: int, k: int = 100, *, n_threads: int = 1, **params):
-    """Friends-of-friends follow candidates for one user: (ids (k,), scores (k,))."""
-    ids, scores = fof_candidates_batch(snap, _one(user_index), k, n_threads=n_threads, **params)
-    return ids[0], scores[0]
+fof_candidates = _one_user(fof_candidates_batch, "Friends-of-friends follow candidates")
 
 
 # ---------------------------------------------------------------------------
@@ -485,9 +472,10 @@ class WalkSource:
     _batch = staticmethod(lambda snap, users, k, **params: None)
 
     def __init__(self, **params):
-        accepted = [
-            p for p in inspect.signature(type(self)._batch).parameters if p not in ("snap", "users", "k")
-        ]
+        declared = inspect.signature(type(self)._batch).parameters
+        if "direction" in declared:  # a bad direction fails here, not at the first call
+            _check_direction(params.get("direction", declared["direction"].default))
+        accepted = [p for p in declared if p not in ("snap", "users", "k")]
         unknown = sorted(set(params) - set(accepted))
         if unknown:
             raise InputError(
@@ -542,7 +530,6 @@ class PPRSource(WalkSource):
     def __init__(self, **params):
         if params.get("mode", "power") not in ("power", "montecarlo"):
             raise InputError(f"mode must be 'power' or 'montecarlo', got {params['mode']!r}")
-        _check_direction(params.get("direction", "undirected"))
         super().__init__(**params)
 
 
@@ -552,10 +539,6 @@ class SalsaSource(WalkSource):
     name = "salsa"
     task = TASK_FOLLOWS
     _batch = staticmethod(salsa_candidates_batch)
-
-    def __init__(self, **params):
-        _check_direction(params.get("direction", "undirected"))
-        super().__init__(**params)
 
 
 class FriendsOfFriendsSource(WalkSource):

@@ -150,36 +150,17 @@ def test_every_step_follows_an_edge(seed, weighted):
 def test_alternating_walks_follow_bipartite_edges(seed):
     snap = random_snapshot(seed)
     g, _ = pixie_arrays(snap)
-    starts = np.arange(snap.n_users)
-    paths = walks.alternating_walks(
-        g.ut_indptr,
-        g.ut_indices,
-        g.tu_indptr,
-        g.tu_indices,
-        starts,
-        12,
-        a_sampler=g.ut_sampler,
-        b_sampler=g.tu_sampler,
-        seed=seed,
-    )
+    # the same call to the kernel and to its reference twin
+    args = (g.ut_indptr, g.ut_indices, g.tu_indptr, g.tu_indices, np.arange(snap.n_users), 12)
+    params = dict(a_sampler=g.ut_sampler, b_sampler=g.tu_sampler, seed=seed)
+    paths = walks.alternating_walks(*args, **params)
     ut = csr_edges(g.ut_indptr, g.ut_indices)
     tu = csr_edges(g.tu_indptr, g.tu_indices)
     for path in paths:
         alive = path[path >= 0]
         for s, (a, b) in enumerate(zip(alive[:-1], alive[1:])):
             assert (a, b) in (ut if s % 2 == 0 else tu)
-    expected = ref.alternating_walks(
-        g.ut_indptr,
-        g.ut_indices,
-        g.tu_indptr,
-        g.tu_indices,
-        starts,
-        12,
-        a_sampler=g.ut_sampler,
-        b_sampler=g.tu_sampler,
-        seed=seed,
-    )
-    np.testing.assert_array_equal(paths, expected)
+    np.testing.assert_array_equal(paths, ref.alternating_walks(*args, **params))
 
 
 def test_weighted_sampling_matches_weights():
