@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +44,11 @@ log = logging.getLogger(__name__)
 
 MAX_K = 10_000
 #: Format of a saved fitted recommender (``Recommender.save``); bumped on incompatible change.
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
+#: Arrays of a fitted model at least this large are saved as .npy files beside the pickle and
+#: memory-mapped on load: loading (and a server's hot reload) costs no copy, and every worker
+#: process that loads the same model shares one copy in the page cache.
+MAPPED_ARRAY_MIN_BYTES = 1 << 20
 
 
 class UnknownUserError(GraphRecError):
@@ -147,7 +153,7 @@ class Recommender:
         self._derive_from_snapshot()
 
     def _derive_from_snapshot(self) -> None:
-        """Per task, the history exclusions and the cold-start popularity (fitting and loading)."""
+        """Per task, the history exclusions and the cold-start popularity (saved with the model)."""
         self._exclude = {t: exclusion_matrix(self.snap, t) for t in self.tasks}
         self._cold = {
             t: PopularitySource(t, half_life_days=3.0 if t == TASK_TWEETS else 0.0).fit(self.snap)
@@ -199,11 +205,20 @@ class Recommender:
             "user_vectors": self.user_vectors,
             "tweet_vectors": self.tweet_vectors,
             "tasks": self.tasks,
+            # Derived from the snapshot, saved so that a load (a server's reload) derives nothing.
+            "exclude": self._exclude,
+            "cold": self._cold,
         }
+        arrays = Path(
+            tempfile.mkdtemp(prefix="arrays-", dir=out)
+        )  # new files: a running reader keeps the old
         tmp = out / "model.pkl.tmp"
         with open(tmp, "wb") as fh:
-            _SnapshotPickler(fh, self.snap).dump(state)
+            _SnapshotPickler(fh, self.snap, arrays).dump(state)
         tmp.replace(out / "model.pkl")
+        for old in out.glob("arrays-*"):
+            if old != arrays:
+                shutil.rmtree(old, ignore_errors=True)  # mapped files stay readable until unmapped
         self.config.save(out / "config.json")
         meta = {"format": MODEL_FORMAT, "snapshot_id": self.snap.snapshot_id, "tasks": list(self.tasks)}
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -230,12 +245,12 @@ class Recommender:
                 f"{snap.snapshot_id!r}; fit it again on this snapshot"
             )
         with open(path / "model.pkl", "rb") as fh:
-            state = _SnapshotUnpickler(fh, snap).load()
+            state = _SnapshotUnpickler(fh, snap, path).load()
         rec = cls.__new__(cls)
         rec.snap, rec.config = snap, RecommenderConfig.load(path / "config.json")
         rec.user_vectors, rec.tweet_vectors = state["user_vectors"], state["tweet_vectors"]
         rec.tasks, rec.sources = tuple(state["tasks"]), state["sources"]
-        rec._derive_from_snapshot()
+        rec._exclude, rec._cold = state["exclude"], state["cold"]
         return rec
 
     # -- public API ------------------------------------------------------------
@@ -476,25 +491,48 @@ class Recommender:
 
 
 class _SnapshotPickler(pickle.Pickler):
-    """Pickles a fitted recommender's sources without the snapshot they point to."""
+    """Pickles a fitted recommender's sources without the snapshot they point to; numeric arrays
+    of :data:`MAPPED_ARRAY_MIN_BYTES` or more go to ``.npy`` files in ``array_dir``."""
 
-    def __init__(self, fh, snap: GraphSnapshot):
+    def __init__(self, fh, snap: GraphSnapshot, array_dir: Path):
         super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
-        self._snap = snap
+        self._snap, self._array_dir = snap, array_dir
+        self._saved: dict[int, tuple] = {}
+        self._keep: list[np.ndarray] = []  # ids stay unique while we pickle
 
     def persistent_id(self, obj):
-        return "snapshot" if obj is self._snap else None
+        if obj is self._snap:
+            return "snapshot"
+        if not (
+            isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf" and obj.nbytes >= MAPPED_ARRAY_MIN_BYTES
+        ):
+            return None
+        if id(obj) not in self._saved:
+            name = f"{len(self._saved)}.npy"
+            np.save(self._array_dir / name, np.asarray(obj))
+            self._saved[id(obj)] = ("array", self._array_dir.name, name)
+            self._keep.append(obj)
+        return self._saved[id(obj)]
 
 
 class _SnapshotUnpickler(pickle.Unpickler):
-    def __init__(self, fh, snap: GraphSnapshot):
+    def __init__(self, fh, snap: GraphSnapshot, model_dir: Path):
         super().__init__(fh)
-        self._snap = snap
+        self._snap, self._model_dir = snap, model_dir
 
     def persistent_load(self, pid):
-        if pid != "snapshot":
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        return self._snap
+        if pid == "snapshot":
+            return self._snap
+        if isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "array":
+            path = self._model_dir / pid[1] / pid[2]
+            if (
+                any(Path(part).name != part or part in ("", ".", "..") for part in pid[1:])
+                or not path.is_file()
+            ):
+                raise pickle.UnpicklingError(f"{path}: missing array file of the saved model")
+            # Copy-on-write mapping: shared between processes, and a write stays private.
+            return np.load(path, mmap_mode="c", allow_pickle=False)
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
 def _unwrapped(src):
