@@ -87,9 +87,9 @@ def _per_call(snap: GraphSnapshot) -> bool:
     return snap.n_users > WALK_PRECOMPUTE_MAX_USERS
 
 
-def _walk(cls: type[walks.WalkSource], snap: GraphSnapshot, ctx: BuildContext) -> walks.WalkSource:
+def _walk(cls: type[walks.WalkSource], snap: GraphSnapshot, ctx: BuildContext, **params) -> walks.WalkSource:
     budget = PER_CALL_WALK_BUDGETS.get(cls.name, {}) if _per_call(snap) else {}
-    return cls(seed=ctx.seed, **budget)
+    return cls(seed=ctx.seed, **params, **budget)
 
 
 def _ppr(snap: GraphSnapshot, ctx: BuildContext):
@@ -97,9 +97,7 @@ def _ppr(snap: GraphSnapshot, ctx: BuildContext):
         return None
     # Power iteration touches the whole follow graph per user: fine for the batch precompute of
     # small snapshots; per call on larger ones the Monte Carlo walks cost what their steps cost.
-    if not _per_call(snap):
-        return walks.PPRSource(seed=ctx.seed, mode="power")
-    return walks.PPRSource(seed=ctx.seed, mode="montecarlo", **PER_CALL_WALK_BUDGETS["ppr"])
+    return _walk(walks.PPRSource, snap, ctx, mode="montecarlo" if _per_call(snap) else "power")
 
 
 CATALOGUE: dict[str, dict[str, SourceSpec]] = {

@@ -26,8 +26,9 @@ def _engagers(snap: GraphSnapshot, tweet: int) -> np.ndarray:
 
 
 def _common(snap_row: np.ndarray, mine: np.ndarray) -> np.ndarray:
-    """Sorted unique entries of ``mine`` (sorted) that are also in ``snap_row`` (sorted)."""
-    return np.unique(mine[in_sorted(snap_row, mine)])
+    """The entries of ``mine`` (the user's followees: a sorted row without repeats) that are also
+    in ``snap_row`` (sorted): their intersection, already sorted and unique."""
+    return mine[in_sorted(snap_row, mine)]
 
 
 def follow_reason(snap: GraphSnapshot, user: int, target: int, source: str, anchor: int = -1) -> str:
