@@ -417,9 +417,14 @@ def test_a_dead_worker_is_replaced(server):
 
 def test_reload_reaches_every_worker_and_drops_no_request(server, artifacts):
     """Runs last: it replaces the snapshot and model on disk with another graph."""
-    failures, done, stop = [], [0], threading.Event()
+    import http.client
 
-    def load():
+    import psutil
+
+    failures, done, closed_by_server, stop = [], [0], [0], threading.Event()
+    old_workers = {p.pid for p in psutil.Process(server.proc.pid).children()}
+
+    def load():  # a new connection per request
         while not stop.is_set():
             for path in ("who-to-follow?k=5", "tweet-candidates?k=5"):
                 status, _, raw = call(server, "GET", f"/v1/users/{done[0] % 200}/{path}")
@@ -427,7 +432,25 @@ def test_reload_reaches_every_worker_and_drops_no_request(server, artifacts):
                     failures.append((status, raw))
                 done[0] += 1
 
-    threads = [threading.Thread(target=load) for _ in range(2)]
+    def keep_alive_load():  # one persistent connection, reopened only when the server says close
+        conn = http.client.HTTPConnection(server.base.removeprefix("http://"), timeout=60)
+        while not stop.is_set():
+            try:
+                conn.request("GET", f"/v1/users/{done[0] % 200}/who-to-follow?k=5")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    failures.append((resp.status, "keep-alive"))
+                if resp.will_close:
+                    closed_by_server[0] += 1
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:  # a closed keep-alive connection
+                failures.append((0, repr(exc)))
+                conn.close()
+            done[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=load) for _ in range(2)] + [threading.Thread(target=keep_alive_load)]
     for t in threads:
         t.start()
     try:
@@ -449,6 +472,11 @@ def test_reload_reaches_every_worker_and_drops_no_request(server, artifacts):
             t.join()
     assert done[0] - before > 10
     assert not failures, failures[:3]
+    assert closed_by_server[0] >= 1  # the drained worker told its keep-alive client to reconnect
+    deadline = time.monotonic() + 30
+    while old_workers & {p.pid for p in psutil.Process(server.proc.pid).children()}:
+        assert time.monotonic() < deadline, "the replaced workers did not drain and exit"
+        time.sleep(0.1)
     metrics = call(server, "GET", "/metrics")[1]
     assert 'graphrec_reloads_total{result="ok"} 1' in metrics and "graphrec_model_generation 1" in metrics
     ref = artifacts.next_rec
@@ -459,7 +487,7 @@ def test_reload_reaches_every_worker_and_drops_no_request(server, artifacts):
 
 
 def test_without_a_model_it_fits_at_start_and_refits_on_reload(artifacts, tmp_path):
-    """No --model: the supervisor fits (at start and on reload) and the workers load its saved fit;
+    """No --model: the supervisor fits (at start and on reload) and forks new workers from its fit;
     the admin token comes from $GRAPHREC_ADMIN_TOKEN."""
     snap_dir = tmp_path / "snap"
     generate(200, avg_follows=8, avg_engagements=10, seed=21).snapshot().save(snap_dir)
@@ -470,7 +498,7 @@ def test_without_a_model_it_fits_at_start_and_refits_on_reload(artifacts, tmp_pa
         artifacts.next_snap.save(snap_dir)
         status, body, raw = call(s, "POST", "/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and body["snapshot_id"] == artifacts.next_snap.snapshot_id != old_id, raw
-        assert body["workers_behind"] == 0  # answered once both workers swapped
+        assert body["workers_behind"] == 0  # answered once both new workers serve
         uid = artifacts.next_snap.user_ids[3].item()
         for _ in range(4):
             served = _served(s, "tweets", uid, "k=10")

@@ -19,7 +19,7 @@ from graph.errors import GraphRecError
 from graphrec.serve.errors import ApiError, BodyLimitMiddleware, error_body, install_error_handlers
 from graphrec.serve.metrics import CONTENT_TYPE, MetricsMiddleware
 from graphrec.serve.model import LoadedModel
-from graphrec.serve.runtime import WorkerRuntime
+from graphrec.serve.runtime import DrainMiddleware, WorkerRuntime
 from retrieval.filters import FilterOptions
 from retrieval.recommender import MAX_K, Recommendation, UnknownUserError
 
@@ -101,7 +101,7 @@ class Reloaded(BaseModel):
     snapshot_id: str
     generation: int
     seconds: float
-    workers_behind: int = Field(description="workers still loading the new model (0: all swapped)")
+    workers_behind: int = Field(description="new workers not up within the start timeout (0: all serve)")
 
 
 # -- query parameters shared by the single-user routes ---------------------------------------
@@ -172,6 +172,7 @@ def create_app(runtime: WorkerRuntime) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     if runtime.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, worker=runtime.worker)
+    app.add_middleware(DrainMiddleware, runtime=runtime)  # outermost: every answer, errors too
 
     # -- operations ----------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"], summary="the process is up")
@@ -204,8 +205,10 @@ def create_app(runtime: WorkerRuntime) -> FastAPI:
         response_model=Reloaded,
         summary="re-read the snapshot, model, config and embeddings paths and swap in the new recommender",
         description="Needs `Authorization: Bearer <token>` (--admin-token-file or $GRAPHREC_ADMIN_TOKEN); "
-        "404 when no token is configured. Answers once every worker serves the new model (or after "
-        "10 s, with `workers_behind` > 0); no request is dropped.",
+        "404 when no token is configured. The new recommender is loaded in the supervisor, new workers "
+        "are forked from it, and the old ones drain (they finish what they hold and close their "
+        "connections after their next answer); it answers once the new workers serve. No request is "
+        "dropped.",
     )
     async def reload(authorization: Annotated[str | None, Header()] = None) -> dict:
         token = settings.admin_token
@@ -221,12 +224,12 @@ def create_app(runtime: WorkerRuntime) -> FastAPI:
             )
         if not hmac.compare_digest(authorization[len("Bearer ") :].strip().encode(), token.encode()):
             raise ApiError(403, "forbidden", "wrong admin token", parameter="Authorization")
-        model, seconds, behind = await runtime.reload()
+        result, seconds = await runtime.reload()
         return {
-            "snapshot_id": model.snapshot_id,
-            "generation": model.generation,
+            "snapshot_id": result.snapshot_id,
+            "generation": result.generation,
             "seconds": seconds,
-            "workers_behind": behind,
+            "workers_behind": result.workers_behind,
         }
 
     # -- recommendations -------------------------------------------------------------------

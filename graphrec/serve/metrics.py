@@ -71,10 +71,9 @@ class SharedMetrics:
         self._views["gauges"][worker, _ALIVE] = 1.0 if alive else 0.0
 
     # -- reading ---------------------------------------------------------------------
-    def workers_behind(self, generation: int) -> int:
-        """Workers up that serve an older generation than ``generation``."""
-        gauges = self._views["gauges"]
-        return int(((gauges[:, _ALIVE] > 0) & (gauges[:, _GENERATION] < generation)).sum())
+    def is_alive(self, worker: int) -> bool:
+        """Whether ``worker`` is up and serving (not draining)."""
+        return bool(self._views["gauges"][worker, _ALIVE] > 0)
 
     def snapshot_ids(self) -> list[str | None]:
         """Per worker the snapshot id it serves (None for a worker that is not up)."""

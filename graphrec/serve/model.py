@@ -1,9 +1,11 @@
 """Loading the served recommender, and the facts a server reports about it.
 
-Two ways in, for two kinds of process. :func:`build` may fit (``Recommender.from_artifacts``
-runs the parallel numba kernels), so only the supervisor calls it: a process forked after
-numba's threading layer started must not start it again. :func:`load_saved` only unpickles a
-fitted model (``Recommender.load``), which is what the workers do on a reload.
+Only the supervisor builds: :func:`build` may fit (``Recommender.from_artifacts`` runs the
+parallel numba kernels), and a process forked after numba's threading layer started must not
+start it again. Workers are forked from the supervisor with the model already in memory, so
+they never load one; :func:`warm_up` first compiles (or loads from numba's cache) the serial
+kernels a request runs, so every forked worker inherits them and its first request is as fast
+as any other.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -59,6 +60,12 @@ def build(paths: ModelPaths) -> Recommender:
     return rec
 
 
-def load_saved(model_dir: str | Path, snapshot_dir: str | Path) -> Recommender:
-    """A fitted model saved by ``Recommender.save`` (no fitting: safe in forked workers)."""
-    return Recommender.load(model_dir, snapshot_dir)
+def warm_up(rec: Recommender) -> float:
+    """Run each call once for a known user (serial kernels only); returns the seconds it took."""
+    t0 = time.perf_counter()
+    users = np.asarray(rec.snap.user_ids)
+    if len(users):
+        uid = int(users[0])
+        rec.who_to_follow(uid, 20, explain=True)
+        rec.tweet_candidates(uid, 50, explain=True)
+    return time.perf_counter() - t0

@@ -1,10 +1,10 @@
 """The reload channel: shared memory created before the workers fork.
 
 A worker that gets ``POST /admin/reload`` asks (``request``); the supervisor re-reads the
-paths, fits or loads the new recommender, saves it where workers can unpickle it, and then
-publishes it (``publish``: the generation, the model directory, the snapshot id) and answers
-every request up to the one it served (``completed``). Workers compare ``generation`` with the
-one they serve and load the published model when it moved on.
+paths, fits or loads the new recommender, forks a new set of workers from it and, once they
+are up, publishes the result (``publish``: the generation, the snapshot id, how many of the new
+workers were not up in time) and answers every request up to the one it served
+(``completed``). Then it drains the old workers. Workers never load a model themselves.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing as mp
 from dataclasses import dataclass
 
-_PATH_BYTES = 4096
 _MESSAGE_BYTES = 1024
 _ID_BYTES = 64
 
@@ -21,8 +20,8 @@ _ID_BYTES = 64
 class ReloadResult:
     ok: bool
     generation: int
-    model_dir: str
     snapshot_id: str
+    workers_behind: int  # new workers not up when the result was published
     message: str
 
 
@@ -34,7 +33,7 @@ class ReloadChannel:
         self._requested = ctx.RawValue("q", 0)
         self._completed = ctx.RawValue("q", 0)
         self._ok = ctx.RawValue("b", 1)
-        self._model_dir = ctx.RawArray("c", _PATH_BYTES)
+        self._behind = ctx.RawValue("q", 0)
         self._snapshot_id = ctx.RawArray("c", _ID_BYTES)
         self._message = ctx.RawArray("c", _MESSAGE_BYTES)
         self._reloads = ctx.RawArray("q", 2)  # succeeded, failed
@@ -58,8 +57,8 @@ class ReloadChannel:
             return ReloadResult(
                 bool(self._ok.value),
                 int(self._generation.value),
-                self._model_dir.value.decode(),
                 self._snapshot_id.value.decode(),
+                int(self._behind.value),
                 self._message.value.decode(errors="replace"),
             )
 
@@ -73,16 +72,13 @@ class ReloadChannel:
         req = int(self._requested.value)
         return req if req > self._completed.value else 0
 
-    def publish(self, upto: int, model_dir: str, snapshot_id: str) -> int:
-        """A new model for every worker; answers requests up to ``upto``. Returns its generation."""
-        path = model_dir.encode()
-        if len(path) >= _PATH_BYTES:
-            raise ValueError(f"model directory path too long: {model_dir}")
+    def publish(self, upto: int, snapshot_id: str, workers_behind: int = 0) -> int:
+        """New workers serve a new model; answers requests up to ``upto``. Returns its generation."""
         with self._lock:
-            self._model_dir.value = path
             self._snapshot_id.value = snapshot_id.encode()[: _ID_BYTES - 1]
             self._message.value = b""
             self._ok.value = 1
+            self._behind.value = workers_behind
             self._generation.value += 1
             self._reloads[0] += 1
             self._completed.value = max(self._completed.value, upto)

@@ -1,17 +1,20 @@
 """One worker's state: the model it serves, the thread its recommender calls run on, the
-deadline that cuts them, and how it follows reloads.
+deadline that cuts them, and how it leaves when a reload replaces it.
 
 Recommender calls run one at a time on a single-thread executor (the numba kernels take their
 serial twin for one user) and are awaited with :func:`run_with_deadline`, so the event loop
-keeps answering health checks, metrics and other requests' deadlines. A reload loads the new
-model in another thread beside the served one and swaps a single reference: a request holds
-the model it started with to its end.
+keeps answering health checks, metrics and other requests' deadlines. A worker serves one model
+for its whole life: a reload forks new workers from the supervisor and then *drains* the old
+ones (:meth:`WorkerRuntime.drain`): a draining worker stops accepting connections, answers
+every request it still gets with ``Connection: close`` (so a client never sends on a
+connection the server is closing) and exits once its connections are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +23,16 @@ from typing import TypeVar
 
 from graphrec.serve.errors import ApiError
 from graphrec.serve.metrics import SharedMetrics
-from graphrec.serve.model import LoadedModel, load_saved
-from graphrec.serve.reload import ReloadChannel
+from graphrec.serve.model import LoadedModel
+from graphrec.serve.reload import ReloadChannel, ReloadResult
 from graphrec.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Seconds a draining worker waits for its clients to close their connections before it exits.
+DRAIN_S = 10.0
 
 
 class DeadlineExceededError(ApiError):
@@ -62,8 +68,8 @@ class WorkerRuntime:
         self.settings, self.channel, self.metrics, self.worker = settings, channel, metrics, worker
         self.model: LoadedModel | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"graphrec-rec-{worker}")
-        self._load_lock: asyncio.Lock | None = None
-        self._failed_generation = -1
+        self.draining = False
+        self.drain_requested = False  # set by a SIGUSR1 that came before the event loop ran
         if model is not None:
             self._swap(model)
 
@@ -83,10 +89,9 @@ class WorkerRuntime:
             )
 
     # -- reloads ----------------------------------------------------------------------
-    async def reload(self) -> tuple[LoadedModel, float, int]:
-        """Ask the supervisor to reload, wait for it, load its model here, then give the other
-        workers (which follow in the background) a bounded wait to swap too. Returns the new
-        model, the seconds it all took and how many workers still serve an older model."""
+    async def reload(self) -> tuple[ReloadResult, float]:
+        """Ask the supervisor to reload and wait until the new workers serve (or it failed).
+        Returns the result and the seconds it took; this worker is drained right after."""
         if self.channel is None:
             raise ApiError(503, "reload_unavailable", "this server has no supervisor to reload from")
         t0 = time.perf_counter()
@@ -103,56 +108,66 @@ class WorkerRuntime:
             raise ApiError(
                 500, "reload_failed", f"reload failed, the old model is still served: {result.message}"
             )
-        await self._follow(result.generation, result.model_dir)
-        behind = 0
+        return result, time.perf_counter() - t0
+
+    # -- leaving ----------------------------------------------------------------------
+    def attach(self, server) -> None:
+        """The ``uvicorn.Server`` this runtime serves in (what :meth:`drain` stops)."""
+        self.server = server
+
+    def drain(self) -> None:
+        """Stop accepting, close each connection after its next answer, exit when none is left."""
+        if self.draining:
+            return
+        self.draining = True
         if self.metrics is not None:
-            end = time.perf_counter() + max(10.0, 4 * self.settings.reload_poll_s)
-            while (behind := self.metrics.workers_behind(result.generation)) and time.perf_counter() < end:
-                await asyncio.sleep(0.02)
-        return self.model, time.perf_counter() - t0, behind
+            self.metrics.set_alive(self.worker, False)  # replaced: no longer counted as serving
+        server = getattr(self, "server", None)
+        if server is None:
+            return
+        for listener in getattr(server, "servers", []):
+            listener.close()  # this process's copy of the listening socket; the new workers keep theirs
+        self._drain_task = asyncio.get_running_loop().create_task(self._exit_when_idle(server))
 
-    async def watch(self) -> None:
-        """Background: load the supervisor's newest model when its generation moves on."""
-        assert self.channel is not None
-        while True:
-            await asyncio.sleep(self.settings.reload_poll_s)
-            generation = self.channel.generation
-            if self.model is not None and generation <= self.model.generation:
-                continue
-            if generation == self._failed_generation:
-                continue
-            result = self.channel.result()
-            try:
-                await self._follow(result.generation, result.model_dir)
-            except Exception:  # keep serving the old model; retried at the next generation
-                log.exception("worker %d: could not load reload generation %d", self.worker, generation)
-                self._failed_generation = generation
-
-    async def _follow(self, generation: int, model_dir: str) -> None:
-        if self._load_lock is None:
-            self._load_lock = asyncio.Lock()
-        async with self._load_lock:
-            if self.model is not None and self.model.generation >= generation:
-                return
-            snapshot = self.settings.paths.snapshot
-            rec = await asyncio.to_thread(load_saved, model_dir, snapshot)
-            model = await asyncio.to_thread(LoadedModel.of, rec, generation)
-            self._swap(model)
-            log.info(
-                "worker %d now serves snapshot %s (generation %d)", self.worker, model.snapshot_id, generation
-            )
+    async def _exit_when_idle(self, server) -> None:
+        end = time.monotonic() + DRAIN_S
+        while server.server_state.connections and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        log.info("worker %d drained; exiting", self.worker)
+        server.should_exit = True
 
     @asynccontextmanager
     async def lifespan(self, app):
-        """FastAPI lifespan: mark the worker up and follow reloads while it serves."""
+        """FastAPI lifespan: mark the worker up, and drain on SIGUSR1 (sent by the supervisor)."""
+        loop = asyncio.get_running_loop()
+        if self.channel is not None:
+            loop.add_signal_handler(signal.SIGUSR1, self.drain)
+            if self.drain_requested:
+                self.drain()
         if self.metrics is not None:
             self.metrics.set_alive(self.worker, self.model is not None)
-        task = asyncio.create_task(self.watch()) if self.channel is not None else None
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
             if self.metrics is not None:
                 self.metrics.set_alive(self.worker, False)
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class DrainMiddleware:
+    """Pure ASGI middleware: once the worker drains, every answer carries ``Connection: close``."""
+
+    def __init__(self, app, runtime: WorkerRuntime):
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_maybe_closing(message):
+            if message["type"] == "http.response.start" and self.runtime.draining:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_maybe_closing)

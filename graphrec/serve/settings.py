@@ -35,7 +35,6 @@ class ServeSettings:
     deadline_ms: float = 1000.0
     max_batch: int = 100
     admin_token: str | None = None
-    reload_poll_s: float = 0.5
     reload_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:

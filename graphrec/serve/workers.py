@@ -1,33 +1,37 @@
 """The pre-fork supervisor.
 
 It binds the listening socket (loopback unless told otherwise), loads or fits the recommender
-once, creates the shared memory (metrics, reload channel) and forks the workers; each runs
-``uvicorn.Server(config).serve(sockets=[sock])`` on the inherited socket, so the fitted arrays
-are shared copy-on-write and the kernel spreads connections over the workers. It never
-serves a request itself: it watches its workers (a dead one is logged and replaced, forked
-from the current model) and performs reloads. A reload fits in the supervisor, the one
-process allowed to start numba's threading layer, and saves the fit for the workers to
-unpickle. SIGTERM or SIGINT stops the workers (each finishes the requests it holds) and exits.
+once, warms it up, creates the shared memory (metrics, reload channel) and forks the workers;
+each runs ``uvicorn.Server(config).serve(sockets=[sock])`` on the inherited socket, so the
+fitted arrays (and the compiled kernels) are shared copy-on-write and the kernel spreads
+connections over the workers. It never serves a request itself: it watches its workers (a dead
+one is logged and replaced, forked from the current model) and performs reloads.
+
+A reload builds the new recommender here (the one process allowed to start numba's threading
+layer), forks a new set of workers from it into the other half of the worker slots, and once
+they are up tells the old set to drain (SIGUSR1): they stop accepting, close each connection
+after its next answer and exit. Workers never load a model, so serving is never stalled by
+one; a reload that fails, or whose new workers do not come up, leaves the old set serving.
+SIGTERM or SIGINT stops the workers (each finishes the requests it holds) and exits.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import shutil
+import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from graph.errors import GraphRecError
 from graphrec.serve.metrics import SharedMetrics
-from graphrec.serve.model import LoadedModel, build
+from graphrec.serve.model import LoadedModel, build, warm_up
 from graphrec.serve.reload import ReloadChannel
+from graphrec.serve.runtime import DRAIN_S
 from graphrec.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 GRACEFUL_S = 10.0
 #: A worker that died is restarted at most this often (seconds).
 RESTART_EVERY_S = 1.0
+#: Seconds the new workers of a reload get to come up before the reload answers without them.
+START_TIMEOUT_S = 30.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -61,6 +67,8 @@ def _worker_main(worker: int, sock: socket.socket, settings: ServeSettings, mode
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     signal.signal(signal.SIGTERM, _exit_quietly)
     runtime = WorkerRuntime(settings, model, channel=channel, metrics=metrics, worker=worker)
+    # A drain asked for before the event loop runs is remembered; the lifespan acts on it.
+    signal.signal(signal.SIGUSR1, lambda signum, frame: setattr(runtime, "drain_requested", True))
     config = uvicorn.Config(
         create_app(runtime),
         log_config=None,
@@ -69,7 +77,9 @@ def _worker_main(worker: int, sock: socket.socket, settings: ServeSettings, mode
         timeout_graceful_shutdown=GRACEFUL_S,
         backlog=2048,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    runtime.attach(server)
+    server.run(sockets=[sock])
 
 
 def _exit_quietly(signum, frame) -> None:
@@ -81,11 +91,14 @@ class Supervisor:
         self.settings = settings
         self._ctx = mp.get_context("fork")
         self._stop = threading.Event()
-        self._procs: dict[int, mp.process.BaseProcess] = {}
+        # Twice as many worker slots (metrics rows) as workers: a reload forks the new set into
+        # the free half while the old set drains. A slot's counters carry on across the
+        # workers that use it, so the metrics' counters never go back.
+        self._slots = 2 * settings.workers
+        self._serving: dict[int, mp.process.BaseProcess] = {}
         self._started: dict[int, float] = {}
+        self._draining: dict[int, tuple[mp.process.BaseProcess, float]] = {}
         self._model: LoadedModel | None = None
-        self._run_dir: Path | None = None
-        self._saved: list[Path] = []
 
     def run(self, on_listening: Callable[[str, int, LoadedModel], None] | None = None) -> int:
         """Serve until SIGTERM/SIGINT; ``on_listening(host, port, model)`` once the workers start."""
@@ -95,96 +108,139 @@ class Supervisor:
         sock = bind_socket(s.host, s.port)  # fail fast, before a long fit, when the port is taken
         port = sock.getsockname()[1]
         try:
-            self._model = LoadedModel.of(build(s.paths), generation=0)
+            self._model = self._load(generation=0)
             self.channel = ReloadChannel(self._ctx)
-            self.metrics = SharedMetrics(ENDPOINTS, s.workers, self._ctx)
+            self.metrics = SharedMetrics(ENDPOINTS, self._slots, self._ctx)
             previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
             try:
-                for worker in range(s.workers):
-                    self._spawn(worker, sock)
+                for slot in range(s.workers):
+                    self._spawn(slot, sock)
                 if on_listening is not None:
                     on_listening(s.host, port, self._model)
                 while not self._stop.is_set():
                     self._stop.wait(0.1)
                     self._reap(sock)
                     if self.channel.pending():
-                        self._reload()
+                        self._reload(sock)
             finally:
                 self._shutdown()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
         finally:
             sock.close()
-            if self._run_dir is not None:
-                shutil.rmtree(self._run_dir, ignore_errors=True)
         return 0
 
     def _on_signal(self, signum, frame) -> None:
         self._stop.set()
 
-    def _spawn(self, worker: int, sock: socket.socket) -> None:
+    def _load(self, generation: int) -> LoadedModel:
+        rec = build(self.settings.paths)
+        log.info("warmed up the recommender's calls in %.2fs", warm_up(rec))
+        return LoadedModel.of(rec, generation=generation)
+
+    def _spawn(self, slot: int, sock: socket.socket) -> mp.process.BaseProcess:
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(worker, sock, self.settings, self._model, self.channel, self.metrics),
-            name=f"graphrec-worker-{worker}",
+            args=(slot, sock, self.settings, self._model, self.channel, self.metrics),
+            name=f"graphrec-worker-{slot}",
         )
+        self.metrics.set_alive(slot, False)  # until the new worker says it serves
         proc.start()
-        self._procs[worker], self._started[worker] = proc, time.monotonic()
-        log.info("worker %d started (pid %d)", worker, proc.pid)
+        self._serving[slot], self._started[slot] = proc, time.monotonic()
+        log.info("worker %d started (pid %d, generation %d)", slot, proc.pid, self._model.generation)
+        return proc
 
     def _reap(self, sock: socket.socket) -> None:
-        for worker, proc in list(self._procs.items()):
+        for slot, proc in list(self._serving.items()):
             if proc.exitcode is None:
                 continue
-            self.metrics.set_alive(worker, False)
-            if time.monotonic() - self._started[worker] < RESTART_EVERY_S:
+            self.metrics.set_alive(slot, False)
+            if time.monotonic() - self._started[slot] < RESTART_EVERY_S:
                 continue  # restarted only once per RESTART_EVERY_S: a crash loop does not spin
             log.warning(
-                "worker %d (pid %d) exited with code %s; restarting it", worker, proc.pid, proc.exitcode
+                "worker %d (pid %d) exited with code %s; restarting it", slot, proc.pid, proc.exitcode
             )
             proc.join()
-            self._spawn(worker, sock)
+            self._spawn(slot, sock)
+        for slot, (proc, kill_at) in list(self._draining.items()):
+            if proc.exitcode is None and time.monotonic() > kill_at:
+                log.warning("worker %d did not drain in time; killing it", slot)
+                proc.kill()
+            if proc.exitcode is not None or time.monotonic() > kill_at:
+                proc.join()
+                del self._draining[slot]
 
-    def _reload(self) -> None:
+    def _reload(self, sock: socket.socket) -> None:
         upto = self.channel.pending()
         t0 = time.perf_counter()
         try:
-            rec = build(self.settings.paths)
-            model = LoadedModel.of(rec, generation=self.channel.generation + 1)
-            model_dir = self._saved_model_dir(model)
+            model = self._load(generation=self.channel.generation + 1)
         except Exception as exc:  # a bad artifact on disk: keep serving the old model
             log.exception("reload failed; the old model is still served")
             self.channel.fail(upto, f"{type(exc).__name__}: {exc}")
             return
-        self._model = model  # workers forked from now on start with it
-        generation = self.channel.publish(upto, str(model_dir), model.snapshot_id)
-        log.info("reload %d: snapshot %s in %.1fs", generation, model.snapshot_id, time.perf_counter() - t0)
+        free = self._free_slots(sock)
+        old, old_model = self._serving, self._model
+        self._model, self._serving = model, {}  # workers forked from now on start with it
+        for slot in free:
+            self._spawn(slot, sock)
+        behind = self._wait_until_up(self._serving)
+        if behind == len(self._serving):  # none came up: keep the old set
+            for proc in self._serving.values():
+                proc.kill()
+                proc.join()
+            self._model, self._serving = old_model, old
+            self.channel.fail(upto, f"no new worker came up within {START_TIMEOUT_S:g} s")
+            return
+        generation = self.channel.publish(upto, model.snapshot_id, behind)
+        kill_at = time.monotonic() + GRACEFUL_S + 2 * DRAIN_S
+        for slot, proc in old.items():
+            if proc.exitcode is None:
+                os.kill(proc.pid, signal.SIGUSR1)
+            self._draining[slot] = (proc, kill_at)
+        log.info(
+            "reload %d: snapshot %s served by new workers in %.1fs; %d old workers draining",
+            generation,
+            model.snapshot_id,
+            time.perf_counter() - t0,
+            len(old),
+        )
 
-    def _saved_model_dir(self, model: LoadedModel) -> Path:
-        """Where workers load ``model`` from: the --model directory, or the fit saved privately."""
-        if self.settings.paths.model is not None:
-            return self.settings.paths.model
-        if self._run_dir is None:
-            self._run_dir = Path(tempfile.mkdtemp(prefix="graphrec-serve-"))
-        out = self._run_dir / f"generation-{model.generation}"
-        model.rec.save(out)
-        self._saved.append(out)
-        while len(self._saved) > 2:  # workers may still be loading the previous one
-            shutil.rmtree(self._saved.pop(0), ignore_errors=True)
-        return out
+    def _free_slots(self, sock: socket.socket) -> list[int]:
+        """Worker slots for a new set, once the workers of an earlier reload left them."""
+        while True:
+            self._reap(sock)
+            busy = set(self._serving) | set(self._draining)
+            free = [slot for slot in range(self._slots) if slot not in busy]
+            if len(free) >= self.settings.workers:
+                return free[: self.settings.workers]
+            time.sleep(0.05)
+
+    def _wait_until_up(self, procs: dict[int, mp.process.BaseProcess]) -> int:
+        """Wait for ``procs`` to serve; returns how many did not within START_TIMEOUT_S."""
+        end = time.monotonic() + START_TIMEOUT_S
+        while True:
+            behind = [s for s, p in procs.items() if not self.metrics.is_alive(s)]
+            if not behind or time.monotonic() > end:
+                return len(behind)
+            if all(procs[s].exitcode is not None for s in behind):
+                return len(behind)
+            time.sleep(0.01)
 
     def _shutdown(self) -> None:
-        for proc in self._procs.values():
+        procs = {**self._serving, **{slot: proc for slot, (proc, _) in self._draining.items()}}
+        for proc in procs.values():
             if proc.exitcode is None:
                 proc.terminate()
         deadline = time.monotonic() + GRACEFUL_S + 2
-        for worker, proc in self._procs.items():
+        for slot, proc in procs.items():
             proc.join(max(deadline - time.monotonic(), 0.1))
             if proc.exitcode is None:
-                log.warning("worker %d did not stop in time; killing it", worker)
+                log.warning("worker %d did not stop in time; killing it", slot)
                 proc.kill()
                 proc.join()
-        self._procs.clear()
+        self._serving.clear()
+        self._draining.clear()
 
 
 def serve(settings: ServeSettings, on_listening=None) -> int:
