@@ -139,7 +139,7 @@ async def drive(base: str, mix, concurrency: int, token: str, warmup) -> dict:
 
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
-    records: list[tuple[str, float, bool]] = []
+    records: list[tuple[str, float, bool, float]] = []  # endpoint, ms, ok, start (perf_counter)
     reload: dict = {}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await wait_ready(session, base)
@@ -156,7 +156,8 @@ async def drive(base: str, mix, concurrency: int, token: str, warmup) -> dict:
                     f"{base}/admin/reload", headers={"Authorization": f"Bearer {token}"}
                 ) as resp:
                     body = await resp.text()
-                    reload.update(status=resp.status, seconds=time.perf_counter() - t0, body=body[:300])
+                    end = time.perf_counter()
+                    reload.update(status=resp.status, seconds=end - t0, body=body[:300], window=(t0, end))
                     if resp.status == 200:
                         reload["server"] = json.loads(
                             body
@@ -175,7 +176,7 @@ async def drive(base: str, mix, concurrency: int, token: str, warmup) -> dict:
                         ok = resp.status == expect
                 except (TimeoutError, aiohttp.ClientError):
                     ok = False
-                records.append((endpoint, (time.perf_counter() - t0) * 1000, ok))
+                records.append((endpoint, (time.perf_counter() - t0) * 1000, ok, t0))
 
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -200,6 +201,26 @@ def summarise(records, elapsed: float) -> dict:
 
     out = {e: stats([r for r in records if r[0] == e]) for e in ENDPOINTS}
     out["overall"] = stats(records)
+    return out
+
+
+def split_by_reload(records, window, elapsed: float) -> dict:
+    """p50/p99 of the requests started while the reload ran (and for 2 s after, while the old
+    workers drain) and of all the others: what a reload costs, apart from the steady state."""
+    if not window:
+        return {}
+    lo, hi = window[0], window[1] + 2.0
+    during = [r for r in records if lo <= r[3] <= hi]
+    steady = [r for r in records if not lo <= r[3] <= hi]
+    out = {}
+    for name, rows in (("during_reload", during), ("steady", steady)):
+        lat = np.array([r[1] for r in rows]) if rows else np.zeros(1)
+        out[name] = {
+            "requests": len(rows),
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "errors": sum(1 for r in rows if not r[2]),
+        }
     return out
 
 
@@ -242,6 +263,7 @@ def main() -> int:
         server_log = err.read_text()
     results = summarise(run["records"], run["elapsed"])
     reload = run["reload"]
+    by_reload = split_by_reload(run["records"], reload.pop("window", None), run["elapsed"])
     print(
         f"{args.dataset}: {args.requests} requests, concurrency {args.concurrency}, {args.workers} workers, "
         f"k={args.k} ({run['elapsed']:.1f}s)"
@@ -257,6 +279,10 @@ def main() -> int:
         f"(server-side {server_side.get('seconds', float('nan')):.2f}s, workers behind "
         f"{server_side.get('workers_behind')}); server exit code {code}"
     )
+    for name, r in by_reload.items():
+        print(
+            f"{name:>18} {r['requests']:>9} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {'':>8} {r['errors']:>7}"
+        )
     if code != 0 or "Traceback" in server_log:
         print(f"server stderr:\n{server_log[-3000:]}", file=sys.stderr)
     out = {
@@ -270,6 +296,7 @@ def main() -> int:
         "endpoints": results,
         "reload": reload,
         "reload_s": reload.get("seconds"),
+        "by_reload": by_reload,
         "server_exit_code": code,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
