@@ -36,7 +36,9 @@ def mmr(
     cand = ranked[: max(k * 5, k)]
     if len(cand) == 0:
         return cand.astype(np.int64)
-    v = vectors[cand].astype(np.float32)
+    v = np.zeros((len(cand), vectors.shape[1]), np.float32)
+    inside = cand < len(vectors)  # targets born after the vectors were trained have none
+    v[inside] = vectors[cand[inside]]
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     rel = np.asarray(relevance, np.float32)[: len(cand)]
     rel = rel / max(float(np.abs(rel).max()), 1e-12)

@@ -48,10 +48,11 @@ class RequestFilter:
             ok &= ~np.isin(safe, self.dropped)
         if self.task == TASK_FOLLOWS:
             return ok
+        # indexed, not converted: a live recommender's attributes cover tweets born since the snapshot
         if len(self.hidden_authors):
-            ok &= ~np.isin(np.asarray(self.tweet_author)[safe], self.hidden_authors)
+            ok &= ~np.isin(np.asarray(self.tweet_author[safe]), self.hidden_authors)
         if self.oldest is not None:
-            created = np.asarray(self.tweet_created)[safe]
+            created = np.asarray(self.tweet_created[safe])
             ok &= ~((created > 0) & (created < self.oldest))
         return ok
 

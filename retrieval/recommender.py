@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph.errors import GraphRecError, SnapshotError
+from graph.live import LiveGraph
 from graph.ranking import select_candidates
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, TASKS, check_task, exclusion_matrix, n_targets, target_ids
@@ -30,6 +31,7 @@ from retrieval.catalogue import DEFAULT_DEPTH, BuildContext, build_sources, chec
 from retrieval.diversity import cap_exposure_share, cap_per_group, mmr
 from retrieval.filters import FilterOptions, RequestFilter, compile_filters
 from retrieval.fusion import check_fusion, fuse, normalised_lists
+from retrieval.live import LiveOverlay, TargetAttribute, live_reason
 from retrieval.precomputed import PrecomputedSource
 from retrieval.sources import (
     CandidateSource,
@@ -152,6 +154,9 @@ class Recommender:
             self.sources[task] = {name: s.fit(snap) for name, s in chosen.items()}
         self._derive_from_snapshot()
 
+    #: The live stage (:meth:`attach_live`); None serves the snapshot alone.
+    overlay: LiveOverlay | None = None
+
     def _derive_from_snapshot(self) -> None:
         """Per task, the history exclusions and the cold-start popularity (saved with the model)."""
         self._exclude = {t: exclusion_matrix(self.snap, t) for t in self.tasks}
@@ -252,6 +257,29 @@ class Recommender:
         rec.tasks, rec.sources = tuple(state["tasks"]), state["sources"]
         rec._exclude, rec._cold = state["exclude"], state["cold"]
         return rec
+
+    # -- live segments -----------------------------------------------------------
+    def attach_live(self, live: LiveGraph | None) -> None:
+        """Serve the snapshot plus ``live`` (the events since it, :class:`graph.live.LiveGraph`):
+        fresh history is left out at once and candidates through live edges join the fusion as
+        the ``live`` source. None detaches."""
+        if live is not None and live.snap.snapshot_id != self.snap.snapshot_id:
+            raise SnapshotError(
+                f"the live graph extends snapshot {live.snap.snapshot_id}, this recommender serves "
+                f"{self.snap.snapshot_id}"
+            )
+        self.overlay = LiveOverlay(live) if live is not None else None
+
+    def apply_events(self, cols) -> dict[str, int]:
+        """Add events (:class:`graph.ingest.GraphColumns`) to the live graph, starting one if
+        needed; returns how many of each were new (first write wins)."""
+        if self.overlay is None:
+            self.attach_live(LiveGraph(self.snap))
+        return self.overlay.live.add(cols)
+
+    @property
+    def live(self) -> LiveGraph | None:
+        return self.overlay.live if self.overlay is not None else None
 
     # -- public API ------------------------------------------------------------
     def who_to_follow(
@@ -357,23 +385,34 @@ class Recommender:
         k = check_k(k)
         task = self._check_fitted(task)
         filters = filters or FilterOptions()
-        idx = int(self.snap.user_index([_check_id(user_id)], strict=False)[0])
+        overlay = self.overlay
+        user_id = _check_id(user_id)
+        idx = int(self.snap.user_index([user_id], strict=False)[0])
+        if idx < 0 and overlay is not None:
+            idx = overlay.user_index(user_id)  # born since the snapshot
         if idx < 0:
             if strict:
                 raise UnknownUserError(
                     f"unknown user id {user_id}; pass strict=False for the cold-start path"
                 )
             request, unknown = compile_filters(self.snap, task, None, filters)
-            return self._cold_start(task, k, request)
+            return self._cold_start(task, k, self._live_filter(task, request))
         request, unknown = compile_filters(self.snap, task, idx, filters)
         if unknown:
             log.info("ignored %d unknown ids in filters: %s", len(unknown), unknown[:5])
+        request = self._live_filter(task, request)
         users = np.array([idx])
-        fused, parts = self.fused_lists(task, users)
+        if idx < self.snap.n_users:
+            fused, parts = self.fused_lists(task, users)
+        else:  # a user born since the snapshot: only the live stage knows them
+            fused, parts = sp.csr_matrix((1, n_targets(self.snap, task)), dtype=np.float32), {}
+        fresh = None
+        if overlay is not None:
+            fused, parts, fresh = self._with_live(task, idx, fused, parts)
         if not request.is_empty and fused.nnz:
             fused.data[~request.keep(fused.indices)] = 0.0
             fused.eliminate_zeros()
-        fused = self._backfill(task, users, fused, k, request)
+        fused = self._backfill(task, users, fused, k, request, fresh)
         diversify = bool(author_cap or mmr_lambda is not None or share)
         ranked, scores = select_candidates(fused, max(k * 5, k) if diversify else k)
         ranked, scores = ranked[0][ranked[0] >= 0], scores[0][ranked[0] >= 0]
@@ -387,7 +426,10 @@ class Recommender:
         shares = (
             np.stack([_row_values(parts[n], ranked) for n in names]) if names else np.zeros((0, len(ranked)))
         )
-        ids = target_ids(self.snap, task)
+        if self.overlay is not None:
+            ids = self.overlay.external_ids(task, ranked)
+        else:
+            ids = np.asarray(target_ids(self.snap, task))[ranked]
         memo: dict = {}  # per-call neighbours, shared by every explained candidate
         out = []
         for col, t in enumerate(ranked.tolist()):
@@ -395,7 +437,7 @@ class Recommender:
             if not contrib:  # a backfilled target: no source proposed it
                 contrib = {"popular": float(scores[col])}
             reason = self._reason(task, idx, t, _explaining_source(contrib), memo) if want_reason else ""
-            out.append(Recommendation(int(ids[t]), float(scores[col]), contrib, reason))
+            out.append(Recommendation(int(ids[col]), float(scores[col]), contrib, reason))
         return out
 
     def _check_fitted(self, task: str) -> str:
@@ -414,19 +456,21 @@ class Recommender:
         if task == TASK_TWEETS and author_cap is not None:
             if author_cap < 1:
                 raise GraphRecError(f"per_author_cap must be >= 1, got {author_cap}")
-            ranked = cap_per_group(ranked, np.asarray(self.snap.tweet_author), author_cap, len(ranked))
+            ranked = cap_per_group(ranked, self._tweet_author(), author_cap, len(ranked))
         if share is not None:
             if not 0 < share <= 1:
                 raise GraphRecError(f"max_group_share must be in (0, 1], got {share}")
             if groups is None:
                 raise GraphRecError("max_group_share needs `groups` (a group label per user index)")
-            owner = ranked if task == TASK_FOLLOWS else np.asarray(self.snap.tweet_author)[ranked]
+            owner = ranked if task == TASK_FOLLOWS else np.asarray(self._tweet_author()[ranked])
             group_of_item = np.full(int(ranked.max(initial=-1)) + 1, -1, np.int64)
             group_of_item[ranked] = np.where(owner >= 0, np.asarray(groups)[np.maximum(owner, 0)], -1)
             ranked = cap_exposure_share(ranked, group_of_item, share, k)
         return ranked[:k]
 
     def _reason(self, task: str, user: int, target: int, source: str, memo: dict) -> str:
+        if source == "live" or user >= self.snap.n_users or target >= n_targets(self.snap, task):
+            return live_reason(task)
         src = _unwrapped(self.sources[task].get(source))
         if task == TASK_TWEETS:
             anchor = -1
@@ -446,10 +490,17 @@ class Recommender:
         return explain.follow_reason(self.snap, user, target, source, anchor)
 
     def _backfill(
-        self, task: str, users: np.ndarray, fused: sp.csr_matrix, k: int, request: RequestFilter | None
+        self,
+        task: str,
+        users: np.ndarray,
+        fused: sp.csr_matrix,
+        k: int,
+        request: RequestFilter | None,
+        fresh: np.ndarray | None = None,
     ) -> sp.csr_matrix:
         """Rows with fewer than ``k`` candidates get the most popular targets they lack (passing
-        the same exclusions and filters), each ranked below every sourced candidate."""
+        the same exclusions and filters, and ``fresh``: the live history of a one-user call),
+        each ranked below every sourced candidate."""
         short = np.flatnonzero(np.diff(fused.indptr) < k)
         if not len(short):
             return fused
@@ -458,7 +509,8 @@ class Recommender:
             lo, hi = fused.indptr[r], fused.indptr[r + 1]
             have = np.sort(fused.indices[lo:hi]).astype(np.int64)
             floor = float(fused.data[lo:hi].min()) if hi > lo else 1.0
-            skip = np.union1d(have, self._exclude[task][users[r]].indices)
+            history = self._exclude[task][users[r]].indices if users[r] < self.snap.n_users else []
+            skip = np.union1d(np.union1d(have, history), fresh if fresh is not None else [])
             fill, pop = self._popular(task, k - len(have), skip, request)
             rows.append(np.full(len(fill), r))
             cols.append(fill)
@@ -469,6 +521,41 @@ class Recommender:
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=fused.shape
         )
         return (fused + extra).tocsr()
+
+    def _with_live(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict):
+        """Fusion with the live stage: the user's live history dropped from every list, and the
+        candidates through live edges as one more normalised, weighted list (``live``), weighted
+        as the task's strongest source. Returns the fused row, the parts and the live history."""
+        overlay = self.overlay
+        fresh = overlay.exclusions(task, idx)
+        width = overlay.n_targets(task)
+        fused = fused.copy()
+        fused.resize((1, width))
+        if len(fresh) and fused.nnz:
+            fused.data[np.isin(fused.indices, fresh)] = 0.0
+            fused.eliminate_zeros()
+        history = self._exclude[task][idx].indices if idx < self.snap.n_users else np.zeros(0, np.int64)
+        ids, vals = overlay.candidates(task, idx, self.config.depth, np.union1d(fresh, history))
+        if len(ids):
+            weight = max(self.config.weights(task).values(), default=1.0) or 1.0
+            live = normalised_lists(ids[None, :], vals[None, :], width, self.config.fusion) * weight
+            fused = (fused + live).tocsr()
+            parts = {**parts, "live": live}
+        return fused, parts, fresh
+
+    def _live_filter(self, task: str, request: RequestFilter) -> RequestFilter:
+        """``request`` able to judge targets born since the snapshot (their author and time)."""
+        if self.overlay is None or task != TASK_TWEETS:
+            return request
+        request.tweet_author = TargetAttribute(self.overlay.tweet_author)
+        request.tweet_created = TargetAttribute(self.overlay.tweet_created)
+        return request
+
+    def _tweet_author(self):
+        """Author of each tweet by dense index (tweets born since the snapshot included)."""
+        if self.overlay is not None:
+            return TargetAttribute(self.overlay.tweet_author)
+        return np.asarray(self.snap.tweet_author)
 
     def _popular(
         self, task: str, n: int, skip: np.ndarray, request: RequestFilter | None
