@@ -309,7 +309,8 @@ class LiveGraph:
         # tweets born after the snapshot, by their dense index - n_tweets
         self.new_tweet_author: list[int] = []
         self.new_tweet_created: list[int] = []
-        self.lock = threading.Lock()  # one writer; readers take it for a consistent view
+        # One writer (a stream consumer); a served call holds it while it reads, for one view.
+        self.lock = threading.RLock()
         self.events_applied = 0
 
     # -- writing ---------------------------------------------------------------------

@@ -527,6 +527,11 @@ class Recommender:
         candidates through live edges as one more normalised, weighted list (``live``), weighted
         as the task's strongest source. Returns the fused row, the parts and the live history."""
         overlay = self.overlay
+        with overlay.live.lock:  # one consistent view of the live graph for the whole stage
+            return self._with_live_locked(task, idx, fused, parts)
+
+    def _with_live_locked(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict):
+        overlay = self.overlay
         fresh = overlay.exclusions(task, idx)
         width = overlay.n_targets(task)
         fused = fused.copy()
