@@ -13,7 +13,7 @@ COPY gnn ./gnn
 COPY retrieval ./retrieval
 COPY evaluation ./evaluation
 COPY graphrec ./graphrec
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[stream]" \
     && useradd --create-home graphrec \
     && mkdir /data && chown graphrec /data
 

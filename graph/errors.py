@@ -30,6 +30,10 @@ class StoreUnavailableError(GraphRecError):
     """The store (e.g. a Neo4j server) cannot be reached."""
 
 
+class StreamUnavailableError(GraphRecError):
+    """The event stream (a Kafka broker) cannot be reached, started or written to."""
+
+
 def command_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """A command's parser with ``-v/--verbose`` (read by :func:`run_command`) and its
     sub-command collection: (parser, subparsers)."""

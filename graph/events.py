@@ -113,6 +113,27 @@ def read_events(paths: list[str | Path] | str | Path, *, skip_bad: bool = False)
     return out
 
 
+def add_event(out: EventColumns, row: object) -> None:
+    """Validate one decoded JSON event (an object with the columns above) and append it to ``out``.
+
+    Raises :class:`InputError` (no file or line: the caller knows where the event came from) and
+    then leaves ``out`` as it was. Used by the stream consumer (``graphrec stream``).
+    """
+    if not isinstance(row, dict):
+        raise InputError(f"an event must be a JSON object, got {type(row).__name__}")
+    unknown = [k for k in row if k not in COLUMNS]
+    if unknown:
+        raise InputError(f"unknown key(s) {unknown}; allowed keys: {', '.join(COLUMNS)}")
+    sizes = [len(v) for v in vars(out).values() if isinstance(v, list)]
+    try:
+        _add_row(out, row)
+    except InputError:
+        # _add_row may have appended to some columns before it found the error.
+        for column, size in zip((v for v in vars(out).values() if isinstance(v, list)), sizes):
+            del column[size:]
+        raise
+
+
 def _delimited_rows(path: Path, delimiter: str):
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter=delimiter)

@@ -1,4 +1,5 @@
-"""The ``graphrec`` command line: ingest, snapshot, demo, recommend, fit, serve, tune, evaluate, embed.
+"""The ``graphrec`` command line: ingest, snapshot, demo, recommend, fit, serve, tune, evaluate, embed,
+stream, produce.
 
 Entry points talk (print results); libraries log. ``-v`` shows info logs.
 """
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub)
     add_embed_parser(sub)
+    from graphrec.stream_cli import add_stream_parsers
+
+    add_stream_parsers(sub)
     return parser
 
 

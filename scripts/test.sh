@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: install everything, provision and start a real Neo4j
-# (or use NEO4J_URI when set), lint, and run the whole test suite against it.
+# One command on a fresh machine: install everything, provision and start a real Neo4j and a
+# real Kafka broker (or use NEO4J_URI / KAFKA_BOOTSTRAP when set), lint, and run the whole test
+# suite against them.
 #   bash scripts/test.sh [pytest options]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,4 +12,6 @@ ruff check .
 ruff format --check .
 lint-imports
 python scripts/neo4j_local.py provision
-python scripts/neo4j_local.py run -- python -m pytest -q "$@"
+python scripts/kafka_local.py provision
+# A Neo4j server and a Kafka broker just for this run (or NEO4J_URI / KAFKA_BOOTSTRAP when set).
+python scripts/neo4j_local.py run -- python scripts/kafka_local.py run -- python -m pytest -q "$@"

@@ -71,3 +71,20 @@ def local_store(tmp_path):
 def store(request):
     """Each contract test runs once per store implementation."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """A Kafka broker for the session: KAFKA_BOOTSTRAP when set, else a local Kafka 4 (KRaft)
+    started from Maven artifacts. Never skipped: if no broker can be started, the tests fail."""
+    from graph.kafka_local import LocalKafka, kafka_bootstrap_from_env
+
+    bootstrap = kafka_bootstrap_from_env()
+    if bootstrap:
+        yield bootstrap
+        return
+    broker = LocalKafka().start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

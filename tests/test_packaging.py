@@ -15,7 +15,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("graph", "gnn", "retrieval", "evaluation", "graphrec")
-LAUNCHER_FILES = ("graph/neo4j_launcher/Launcher.java", "graph/neo4j_launcher/pom.xml")
+LAUNCHER_FILES = (
+    "graph/neo4j_launcher/Launcher.java",
+    "graph/neo4j_launcher/pom.xml",
+    "graph/kafka_launcher/Launcher.java",
+    "graph/kafka_launcher/pom.xml",
+)
 
 
 def _build_wheel(tmp_path: Path) -> Path:
