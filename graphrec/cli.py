@@ -212,6 +212,23 @@ def _add_serve(sub) -> None:
         help="file holding the bearer token of POST /admin/reload (default: $GRAPHREC_ADMIN_TOKEN; "
         "with neither, the admin endpoints answer 404)",
     )
+    live = p.add_argument_group(
+        "live events",
+        "each worker follows an events topic itself and serves the snapshot plus everything since it",
+    )
+    live.add_argument(
+        "--live-bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers of the events topic (default: off, the snapshot alone)",
+    )
+    live.add_argument("--live-topic", default="events", help="events topic (default: %(default)s)")
+    live.add_argument(
+        "--live-start",
+        choices=["snapshot", "earliest"],
+        default="snapshot",
+        help="read from a minute before the snapshot's newest event, or the whole topic "
+        "(default: %(default)s)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -232,6 +249,7 @@ def cmd_serve(args) -> int:
         deadline_ms=args.deadline_ms,
         max_batch=args.max_batch,
         admin_token=read_admin_token(args.admin_token_file),
+        live=_live_settings(args),
     )
 
     def listening(host, port, model) -> None:
@@ -244,6 +262,16 @@ def cmd_serve(args) -> int:
         )
 
     return serve(settings, listening)
+
+
+def _live_settings(args):
+    if not args.live_bootstrap:
+        return None
+    from graph.kafka_client import confluent
+    from graphrec.serve.live_feed import LiveSettings
+
+    confluent()  # the Kafka client is installed, or a clear error before anything starts
+    return LiveSettings(args.live_bootstrap, topic=args.live_topic, start=args.live_start)
 
 
 def _add_tune(sub) -> None:

@@ -21,7 +21,10 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 STATUSES = (200, 400, 401, 403, 404, 405, 413, 500, 503, 504)
 _ID_BYTES = 64
 # per-worker gauges
-_ALIVE, _GENERATION, _NEWEST_EVENT, _LOADED_AT, _N_GAUGES = 0, 1, 2, 3, 4
+_ALIVE, _GENERATION, _NEWEST_EVENT, _LOADED_AT = 0, 1, 2, 3
+# the live feed, when the server follows an events topic
+_LIVE_APPLIED, _LIVE_INVALID, _LIVE_LAG, _LIVE_EDGES, _LIVE_BYTES, _LIVE_AT, _LIVE_ON = 4, 5, 6, 7, 8, 9, 10
+_N_GAUGES = 11
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -66,6 +69,14 @@ class SharedMetrics:
         raw = snapshot_id.encode()[: _ID_BYTES - 1].ljust(_ID_BYTES, b"\0")
         self._ids[worker * _ID_BYTES : (worker + 1) * _ID_BYTES] = raw
         gauges[_ALIVE] = 1
+
+    def set_live(
+        self, worker: int, *, applied: int, invalid: int, lag: int, edges: int, nbytes: int, at: float
+    ) -> None:
+        """The worker's live feed: events applied and invalid, lag, live edges and their bytes."""
+        g = self._views["gauges"][worker]
+        g[_LIVE_APPLIED], g[_LIVE_INVALID], g[_LIVE_LAG] = applied, invalid, lag
+        g[_LIVE_EDGES], g[_LIVE_BYTES], g[_LIVE_AT], g[_LIVE_ON] = edges, nbytes, at, 1
 
     def set_alive(self, worker: int, alive: bool) -> None:
         self._views["gauges"][worker, _ALIVE] = 1.0 if alive else 0.0
@@ -146,6 +157,38 @@ class SharedMetrics:
                 "# HELP graphrec_model_loaded_timestamp_seconds When the oldest model a worker serves was loaded.",
                 "# TYPE graphrec_model_loaded_timestamp_seconds gauge",
                 f"graphrec_model_loaded_timestamp_seconds {float(loaded.min()):.3f}",
+            ]
+        live = alive & (gauges[:, _LIVE_ON] > 0)
+        if live.any():
+            rows = np.flatnonzero(live)
+            lines += [
+                "# HELP graphrec_live_events_applied_total Events applied to the worker's live graph.",
+                "# TYPE graphrec_live_events_applied_total counter",
+                *(
+                    f'graphrec_live_events_applied_total{{worker="{w}"}} {int(gauges[w, _LIVE_APPLIED])}'
+                    for w in rows
+                ),
+                "# HELP graphrec_live_events_invalid_total Invalid events the worker's live feed skipped.",
+                "# TYPE graphrec_live_events_invalid_total counter",
+                *(
+                    f'graphrec_live_events_invalid_total{{worker="{w}"}} {int(gauges[w, _LIVE_INVALID])}'
+                    for w in rows
+                ),
+                "# HELP graphrec_live_lag_messages Messages of the events topic the worker has not applied yet.",
+                "# TYPE graphrec_live_lag_messages gauge",
+                *(f'graphrec_live_lag_messages{{worker="{w}"}} {int(gauges[w, _LIVE_LAG])}' for w in rows),
+                "# HELP graphrec_live_edges Edges in the worker's live segments.",
+                "# TYPE graphrec_live_edges gauge",
+                *(f'graphrec_live_edges{{worker="{w}"}} {int(gauges[w, _LIVE_EDGES])}' for w in rows),
+                "# HELP graphrec_live_bytes Bytes held by the worker's live segments.",
+                "# TYPE graphrec_live_bytes gauge",
+                *(f'graphrec_live_bytes{{worker="{w}"}} {int(gauges[w, _LIVE_BYTES])}' for w in rows),
+                "# HELP graphrec_live_applied_timestamp_seconds When the worker last applied a batch.",
+                "# TYPE graphrec_live_applied_timestamp_seconds gauge",
+                *(
+                    f'graphrec_live_applied_timestamp_seconds{{worker="{w}"}} {gauges[w, _LIVE_AT]:.3f}'
+                    for w in rows
+                ),
             ]
         lines += [
             "# HELP graphrec_model_generation Reload generation published by the supervisor (0 = as started).",

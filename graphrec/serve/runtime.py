@@ -70,6 +70,7 @@ class WorkerRuntime:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"graphrec-rec-{worker}")
         self.draining = False
         self.drain_requested = False  # set by a SIGUSR1 that came before the event loop ran
+        self.feed = None  # the live feed, when the server follows an events topic
         if model is not None:
             self._swap(model)
 
@@ -144,6 +145,9 @@ class WorkerRuntime:
             loop.add_signal_handler(signal.SIGUSR1, self.drain)
             if self.drain_requested:
                 self.drain()
+        feed, reporter = None, None
+        if self.settings.live is not None and self.model is not None:
+            feed, reporter = await self._start_live_feed()
         if self.metrics is not None:
             self.metrics.set_alive(self.worker, self.model is not None)
         try:
@@ -151,7 +155,39 @@ class WorkerRuntime:
         finally:
             if self.metrics is not None:
                 self.metrics.set_alive(self.worker, False)
+            if reporter is not None:
+                reporter.cancel()
+            if feed is not None:
+                await asyncio.to_thread(feed.stop)
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _start_live_feed(self):
+        """Follow the events topic; ready once caught up (or after the catch-up timeout)."""
+        from graphrec.serve.live_feed import LiveFeed
+
+        model = self.model
+        feed = LiveFeed(self.settings.live, model.rec, model.newest_event, self.worker).start()
+        self.feed = feed
+        if not await asyncio.to_thread(feed.wait_caught_up):
+            log.warning(
+                "worker %d: live feed not caught up (%s); serving anyway", self.worker, feed.error or "slow"
+            )
+        return feed, asyncio.get_running_loop().create_task(self._report_live(feed))
+
+    async def _report_live(self, feed) -> None:
+        while True:
+            live, st = self.model.rec.live if self.model else None, feed.stats
+            if self.metrics is not None and live is not None:
+                self.metrics.set_live(
+                    self.worker,
+                    applied=st.applied,
+                    invalid=st.invalid,
+                    lag=st.lag,
+                    edges=live.n_edges,
+                    nbytes=live.nbytes,
+                    at=st.last_applied_at,
+                )
+            await asyncio.sleep(0.5)
 
 
 class DrainMiddleware:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graph.errors import GraphRecError
+
+if TYPE_CHECKING:
+    from graphrec.serve.live_feed import LiveSettings
 
 #: Environment variable holding the admin token when ``--admin-token-file`` is not given.
 ADMIN_TOKEN_ENV = "GRAPHREC_ADMIN_TOKEN"
@@ -28,6 +32,8 @@ class ModelPaths:
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """``live``: the events topic each worker follows (:class:`graphrec.serve.live_feed.LiveSettings`)."""
+
     paths: ModelPaths
     host: str = "127.0.0.1"
     port: int = 8080
@@ -36,6 +42,7 @@ class ServeSettings:
     max_batch: int = 100
     admin_token: str | None = None
     reload_timeout_s: float = 600.0
+    live: LiveSettings | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
