@@ -82,6 +82,15 @@ def csr_contains(indptr, indices, kinds, rows, cols, want_kinds):  # pragma: no 
     return out
 
 
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) what :meth:`LiveGraph.add` runs, with the dtypes it
+    runs them with: a server does it once before forking, so no worker compiles while holding
+    the live graph's lock."""
+    i64, i32, i8 = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int8)
+    csr_contains(np.zeros(2, np.int64), i32, np.zeros(0, np.int8), i64, i64, i8)
+    csr_contains(np.zeros(2, np.int64), i32, i8[:0], i64, i64, i8)
+
+
 @dataclass
 class _Segment:
     """A sealed segment: keys by source (sorted) with their times and weights, keys by destination."""
@@ -429,7 +438,8 @@ class LiveGraph:
 
     @property
     def n_edges(self) -> int:
-        return len(self.follows) + len(self.engagements)
+        """Live follows, engagements and authorships (of tweets born since the snapshot)."""
+        return len(self.follows) + len(self.engagements) + len(self.authored)
 
     @property
     def nbytes(self) -> int:

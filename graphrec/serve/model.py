@@ -61,11 +61,45 @@ def build(paths: ModelPaths) -> Recommender:
 
 
 def warm_up(rec: Recommender) -> float:
-    """Run each call once for a known user (serial kernels only); returns the seconds it took."""
+    """Run each call once for a known user (serial kernels only), with and without a live graph,
+    so that forked workers inherit every compiled kernel; returns the seconds it took."""
+    from graph.ingest import GraphColumns
+    from graph.live import LiveGraph, compile_kernels
+
     t0 = time.perf_counter()
-    users = np.asarray(rec.snap.user_ids)
-    if len(users):
-        uid = int(users[0])
-        rec.who_to_follow(uid, 20, explain=True)
-        rec.tweet_candidates(uid, 50, explain=True)
+    compile_kernels()  # a live feed's first batch must not compile under the live graph's lock
+    snap = rec.snap
+    users = np.asarray(snap.user_ids)
+    if not len(users):
+        return time.perf_counter() - t0
+    uid = int(users[0])
+    rec.who_to_follow(uid, 20, explain=True)
+    rec.tweet_candidates(uid, 50, explain=True)
+    if rec.live is None and len(users) > 1:  # the live stage's code paths, on a throwaway live graph
+        one, none = np.ones(1, np.int64), np.zeros(0, np.int64)
+        tweets = np.asarray(snap.tweet_ids)[:1]
+        live = LiveGraph(snap)
+        live.add(
+            GraphColumns(
+                users=none,
+                tweet_ids=none,
+                tweet_authors=none,
+                tweet_created=none,
+                tweet_texts=None,
+                follow_src=np.array([uid]),
+                follow_dst=users[1:2],
+                follow_ts=one,
+                eng_user=np.array([uid])[: len(tweets)],
+                eng_tweet=tweets,
+                eng_kind=np.zeros(len(tweets), np.int8),
+                eng_ts=one[: len(tweets)],
+                eng_weight=np.ones(len(tweets), np.float32),
+            )
+        )
+        rec.attach_live(live)
+        try:
+            rec.who_to_follow(uid, 20, explain=True)
+            rec.tweet_candidates(uid, 50, explain=True)
+        finally:
+            rec.attach_live(None)
     return time.perf_counter() - t0
