@@ -3,7 +3,9 @@
 Order: users, tweets (with authorship), follows, engagements. Each batch is one
 transaction in the store; a batch is first de-duplicated by its key (first
 occurrence wins, as in the stores), so re-running an ingest, or resuming one that
-was interrupted, adds nothing and ends with the same graph.
+was interrupted, adds nothing and ends with the same graph. The columns are checked
+against the bounds of :mod:`graph.validation` before the first batch, so bad input
+fails before anything is written, never half-way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from graph.errors import GraphRecError, StoreUnavailableError
 from graph.schema import KINDS
 from graph.store import EngagementBatch, FollowBatch, GraphStore, TweetBatch
+from graph.validation import validate_columns
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,14 @@ def ingest(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Write ``cols`` into ``store`` in transactional batches; returns rows sent per part."""
+    """Write ``cols`` into ``store`` in transactional batches; returns rows sent per part.
+
+    Raises :class:`~graph.errors.InputError` before writing anything when a value is out of
+    bounds (:func:`graph.validation.validate_columns`).
+    """
     if batch_size < 1:
         raise GraphRecError(f"batch_size must be >= 1, got {batch_size}")
+    validate_columns(cols)
     store.ensure_schema()
     total = len(cols.users) + len(cols.tweet_ids) + len(cols.follow_src) + len(cols.eng_user)
     bar = tqdm(total=total, unit="row", desc=f"ingest -> {store.kind}", disable=not progress, mininterval=1.0)

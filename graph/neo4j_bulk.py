@@ -8,6 +8,11 @@ write (duplicates collapsed with the same first-write-wins rules), as CSV files,
 import tool from the provisioned jars (:mod:`graph.neo4j_local`) into a Neo4j home that
 :meth:`graph.neo4j_local.LocalNeo4j.start` then serves. Constraints and indexes are created
 when the store is first opened (:meth:`graph.neo4j_store.Neo4jStore.ensure_schema`).
+
+Nothing broken is left behind: the columns are validated (:func:`graph.validation.validate_columns`,
+the bounds the event parser applies) before the tool starts, and the tool writes into a staging
+home inside ``home`` whose database directories are renamed into place only when it succeeded
+(the tool itself leaves unusable store files behind when it fails).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -25,6 +31,7 @@ import numpy as np
 from graph.errors import InputError, StoreUnavailableError
 from graph.ingest import GraphColumns
 from graph.schema import KIND_NAMES, KIND_REL_TYPES
+from graph.validation import validate_columns
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +67,9 @@ def _write_ints(path: Path, header: str, columns: list[np.ndarray]) -> int:
     return len(columns[0])
 
 
-def prepare_csv(cols: GraphColumns, out_dir: str | os.PathLike) -> dict[str, list[Path]]:
-    """Write ``cols`` as import-tool CSV files under ``out_dir``; returns {"nodes": [...], "relationships": [...]}.
+def prepare_csv(cols: GraphColumns, out_dir: str | os.PathLike) -> dict[str, list]:
+    """Write ``cols`` as import-tool CSV files under ``out_dir``; returns {"nodes": [(label, path)],
+    "relationships": [(type, path)], "multiline": [paths whose fields span lines]}.
 
     Same graph as the batched ingest: one node per id, one FOLLOWS per (follower, followee),
     one engagement per (user, tweet, kind), the first row winning for timestamps and weights;
@@ -91,7 +99,7 @@ def prepare_csv(cols: GraphColumns, out_dir: str | os.PathLike) -> dict[str, lis
     has_text = np.array([bool(t) for t in texts], bool) if len(texts) else np.zeros(0, bool)
     text_row = _first_valid(t_ids, np.arange(len(t_ids)), has_text, tweets, -1)
 
-    files: dict[str, list[Path]] = {"nodes": [], "relationships": []}
+    files: dict[str, list] = {"nodes": [], "relationships": [], "multiline": []}
     _write_ints(out / "users.csv", "id:ID(User)", [users])
     files["nodes"].append(("User", out / "users.csv"))
     with open(out / "tweets.csv", "w", encoding="utf-8", newline="") as f:
@@ -100,6 +108,8 @@ def prepare_csv(cols: GraphColumns, out_dir: str | os.PathLike) -> dict[str, lis
         for tid, c, tr in zip(tweets.tolist(), created.tolist(), text_row.tolist()):
             w.writerow([tid, c if c else "", texts[tr] if tr >= 0 else ""])
     files["nodes"].append(("Tweet", out / "tweets.csv"))
+    if any(t and ("\n" in t or "\r" in t) for t in texts):
+        files["multiline"].append(out / "tweets.csv")  # the tool must be told (and then reads it slower)
 
     has_author = author >= 0
     _write_ints(
@@ -150,53 +160,54 @@ def bulk_import(
     constraints and indexes (:data:`graph.cypher.SCHEMA`) and stopped, so the home is complete.
 
     Fails with :class:`InputError` when ``home`` already holds a database (the import tool only
-    creates new stores: add to an existing graph with :func:`graph.ingest.ingest`).
+    creates new stores: add to an existing graph with :func:`graph.ingest.ingest`), or when a
+    value is out of bounds (:func:`graph.validation.validate_columns`), before the tool starts.
+    If the tool fails, it leaves no database in ``home`` (see the module doc).
     """
     from graph.neo4j_local import _read_stamp, provision
 
+    validate_columns(cols)
     home = Path(home).expanduser().resolve()
-    if (home / "data" / "databases" / database).exists():
-        raise InputError(
-            f"{home} already has a database {database!r}: the bulk import only creates new stores; "
-            "use `graphrec ingest` (batched transactions) to add to an existing graph, or pick an empty directory"
-        )
+    for kind in ("databases", "transactions"):
+        if (home / "data" / kind / database).exists():
+            raise InputError(
+                f"{home} already has a database {database!r} (data/{kind}/{database}): the bulk import only "
+                "creates new stores; use `graphrec ingest` (batched transactions) to add to an existing graph, "
+                "or pick an empty directory"
+            )
     target = provision(cache_dir)
     java = (_read_stamp(target) or {}).get("java", "java")
-    (home / "conf").mkdir(parents=True, exist_ok=True)
-    (home / "conf" / "neo4j.conf").touch()
-    (home / "logs").mkdir(exist_ok=True)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="graphrec-import-") as tmp:
-        files = prepare_csv(cols, tmp)
-        csv_s = time.perf_counter() - t0
-        cmd = [
-            java,
-            f"-Xmx{heap}",
-            "-cp",
-            str(target / "lib" / "*"),
-            "org.neo4j.cli.AdminTool",
-            "database",
-            "import",
-            "full",
-            database,  # before the file options: each of those takes a variable number of files
-            "--id-type=integer",
-            f"--report-file={home / 'logs' / 'import.report'}",
-            *(f"--nodes={label}={path}" for label, path in files["nodes"]),
-            *(f"--relationships={rel}={path}" for rel, path in files["relationships"]),
-        ]
-        if threads:
-            cmd.append(f"--threads={int(threads)}")
-        env = {**os.environ, "NEO4J_HOME": str(home), "NEO4J_CONF": str(home / "conf")}
-        log.info("bulk import into %s: %s", home, " ".join(cmd[5:9]))
-        t1 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        import_s = time.perf_counter() - t1
-    (home / "logs" / "import.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise StoreUnavailableError(
-            f"neo4j-admin import into {home} failed (exit {proc.returncode}); log {home / 'logs' / 'import.log'}:\n{tail}"
-        )
+    # The tool writes into a staging home next to the final one (same file system: the renames
+    # below are atomic); a failed import is deleted with it and leaves ``home`` as it was.
+    staging = Path(tempfile.mkdtemp(prefix=".graphrec-import-", dir=home))
+    try:
+        (staging / "conf").mkdir()
+        (staging / "conf" / "neo4j.conf").touch()
+        with tempfile.TemporaryDirectory(prefix="graphrec-import-") as tmp:
+            files = prepare_csv(cols, tmp)
+            csv_s = time.perf_counter() - t0
+            cmd = _import_command(
+                java, target, database, files, home / "logs" / "import.report", heap, threads
+            )
+            env = {**os.environ, "NEO4J_HOME": str(staging), "NEO4J_CONF": str(staging / "conf")}
+            log.info("bulk import into %s: %s", home, " ".join(cmd[5:9]))
+            t1 = time.perf_counter()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            import_s = time.perf_counter() - t1
+        (home / "logs" / "import.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise StoreUnavailableError(
+                f"neo4j-admin import into {home} failed (exit {proc.returncode}; nothing was written to "
+                f"{home / 'data'}); log {home / 'logs' / 'import.log'}:\n{tail}"
+            )
+        _move_database(staging / "data", home / "data", database)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    (home / "conf").mkdir(exist_ok=True)
+    (home / "conf" / "neo4j.conf").touch()
     result = {"csv_s": csv_s, "import_s": import_s, "total_s": time.perf_counter() - t0, "home": str(home)}
     if schema:
         from graph.neo4j_local import LocalNeo4j
@@ -212,3 +223,53 @@ def bulk_import(
                 store.close()
         result["schema_s"] = time.perf_counter() - t2
     return result
+
+
+def _import_command(
+    java: str, target: Path, database: str, files: dict, report: Path, heap: str, threads: int | None
+) -> list[str]:
+    """The ``neo4j-admin database import full`` command line for the files :func:`prepare_csv` wrote."""
+    cmd = [
+        java,
+        f"-Xmx{heap}",
+        "-cp",
+        str(target / "lib" / "*"),
+        "org.neo4j.cli.AdminTool",
+        "database",
+        "import",
+        "full",
+        database,  # before the file options: each of those takes a variable number of files
+        "--id-type=integer",
+        f"--report-file={report}",
+        *(f"--nodes={label}={path}" for label, path in files["nodes"]),
+        *(f"--relationships={rel}={path}" for rel, path in files["relationships"]),
+    ]
+    if files["multiline"]:
+        # v2: only the files named are parsed the slow, newline-aware way
+        cmd += [
+            "--multiline-fields-format=v2",
+            "--multiline-fields=" + ",".join(map(str, files["multiline"])),
+        ]
+    if threads:
+        cmd.append(f"--threads={int(threads)}")
+    return cmd
+
+
+def _move_database(src: Path, dst: Path, database: str) -> None:
+    """Rename the database's directories (``data/<kind>/<database>``) from ``src`` into ``dst``,
+    the store files last: a ``dst`` without them has no database, whatever else it holds."""
+    kinds = sorted(p.name for p in src.iterdir() if (p / database).exists())
+    if "databases" not in kinds:
+        raise StoreUnavailableError(
+            f"neo4j-admin import reported success but wrote no {src / 'databases' / database}"
+        )
+    moved: list[Path] = []
+    try:
+        for kind in [k for k in kinds if k != "databases"] + ["databases"]:
+            (dst / kind).mkdir(parents=True, exist_ok=True)
+            os.rename(src / kind / database, dst / kind / database)
+            moved.append(dst / kind / database)
+    except OSError as exc:
+        for path in moved:
+            shutil.rmtree(path, ignore_errors=True)
+        raise StoreUnavailableError(f"cannot move the imported database into {dst}: {exc}") from exc
