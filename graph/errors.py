@@ -30,6 +30,11 @@ class StoreUnavailableError(GraphRecError):
     """The store (e.g. a Neo4j server) cannot be reached."""
 
 
+class StoreAuthError(StoreUnavailableError):
+    """The store refused the credentials, or needs some and none were given; the message says
+    which were sent and where to put the right ones."""
+
+
 def command_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """A command's parser with ``-v/--verbose`` (read by :func:`run_command`) and its
     sub-command collection: (parser, subparsers)."""
