@@ -14,6 +14,7 @@ ENGAGEMENT_TYPES = "|".join(KIND_REL_TYPES.values())
 SCHEMA = [
     "CREATE CONSTRAINT user_id IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
     "CREATE CONSTRAINT tweet_id IF NOT EXISTS FOR (t:Tweet) REQUIRE t.id IS UNIQUE",
+    "CREATE CONSTRAINT graph_clock_id IF NOT EXISTS FOR (c:GraphClock) REQUIRE c.id IS UNIQUE",
     "CREATE INDEX tweet_created IF NOT EXISTS FOR (t:Tweet) ON (t.created_at)",
     "CREATE INDEX follows_ts IF NOT EXISTS FOR ()-[r:FOLLOWS]-() ON (r.ts)",
 ] + [
@@ -21,21 +22,50 @@ SCHEMA = [
     for rel in KIND_REL_TYPES.values()
 ]
 
-# -- writes (each runs inside one managed write transaction per batch) --------
+# -- batch sequence numbers: what lets an export read one committed state ----------
+#
+# Neo4j reads are read-committed, so paged reads in several transactions (or even in one)
+# see batches that commit in between. Every write batch therefore first takes the next number
+# from a single clock node and stamps it (``batch_seq``) on each node and relationship it
+# creates, and on each first-set tweet attribute (``created_at_seq``, ``text_seq``). The
+# clock's write lock is held until the batch has committed, so batches commit in number
+# order. An export takes the same lock once to read the last committed number (waiting for a
+# batch in flight) and then reads only what is stamped up to it: writes are first-write-wins
+# and never delete, so that is exactly the graph after that batch. Data written without a
+# stamp (bulk import, older versions) counts as 0, i.e. always visible.
 
-MERGE_USERS = "UNWIND $ids AS id MERGE (:User {id: id})"
-MERGE_TWEETS = "UNWIND $ids AS id MERGE (:Tweet {id: id})"
+NEXT_BATCH_SEQ = """
+MERGE (c:GraphClock {id: 0})
+ON CREATE SET c.seq = 0
+SET c.seq = c.seq + 1
+RETURN c.seq AS seq
+"""
+# SET of an unchanged value still takes the node's write lock: waits for a batch in flight.
+LAST_BATCH_SEQ = """
+OPTIONAL MATCH (c:GraphClock {id: 0})
+SET c.seq = c.seq
+RETURN coalesce(c.seq, 0) AS seq
+"""
+
+# -- writes (each runs inside one managed write transaction per batch, with $seq) -------
+
+MERGE_USERS = "UNWIND $ids AS id MERGE (u:User {id: id}) ON CREATE SET u.batch_seq = $seq"
+MERGE_TWEETS = "UNWIND $ids AS id MERGE (t:Tweet {id: id}) ON CREATE SET t.batch_seq = $seq"
 
 # rows: [tweet_id, author_id or null, created or null, text or null]; batches are
 # de-duplicated by tweet id on the client so a row never races another.
 WRITE_TWEETS = """
 UNWIND $rows AS r
 MERGE (t:Tweet {id: r[0]})
-SET t.created_at = coalesce(t.created_at, r[2]), t.text = coalesce(t.text, r[3])
+ON CREATE SET t.batch_seq = $seq
+WITH t, r, t.created_at IS NULL AND r[2] IS NOT NULL AS new_created, t.text IS NULL AND r[3] IS NOT NULL AS new_text
+SET t.created_at = coalesce(t.created_at, r[2]), t.text = coalesce(t.text, r[3]),
+    t.created_at_seq = CASE WHEN new_created THEN $seq ELSE t.created_at_seq END,
+    t.text_seq = CASE WHEN new_text THEN $seq ELSE t.text_seq END
 WITH t, r
 WHERE r[1] IS NOT NULL AND NOT EXISTS { (t)<-[:POSTED]-(:User) }
 MATCH (u:User {id: r[1]})
-CREATE (u)-[:POSTED]->(t)
+CREATE (u)-[:POSTED {batch_seq: $seq}]->(t)
 """
 
 # rows: [src, dst, ts]
@@ -44,7 +74,7 @@ UNWIND $rows AS r
 MATCH (a:User {id: r[0]})
 MATCH (b:User {id: r[1]})
 MERGE (a)-[f:FOLLOWS]->(b)
-ON CREATE SET f.ts = r[2]
+ON CREATE SET f.ts = r[2], f.batch_seq = $seq
 """
 
 # rows: [user, tweet, ts, weight]; one statement per engagement kind.
@@ -54,35 +84,44 @@ UNWIND $rows AS r
 MATCH (u:User {{id: r[0]}})
 MATCH (t:Tweet {{id: r[1]}})
 MERGE (u)-[e:{rel}]->(t)
-ON CREATE SET e.ts = r[2], e.weight = r[3]
+ON CREATE SET e.ts = r[2], e.weight = r[3], e.batch_seq = $seq
 """
     for kind, rel in KIND_REL_TYPES.items()
 }
 
-# -- export (read transactions, paged by node id) -----------------------------
+# -- export (read transactions, paged by node id, up to batch $hw) -------------------
+# A relationship's ends were created by its own batch or an earlier one, so filtering the
+# relationship by its stamp is enough.
 
 USER_ID_PAGE = """
-MATCH (u:User) WHERE u.id > $after
+MATCH (u:User) WHERE u.id > $after AND coalesce(u.batch_seq, 0) <= $hw
 WITH u.id AS id ORDER BY id LIMIT $limit
 RETURN collect(id) AS ids
 """
 
 TWEET_PAGE = """
-MATCH (t:Tweet) WHERE t.id > $after
+MATCH (t:Tweet) WHERE t.id > $after AND coalesce(t.batch_seq, 0) <= $hw
 WITH t ORDER BY t.id LIMIT $limit
-OPTIONAL MATCH (a:User)-[:POSTED]->(t)
-RETURN collect([t.id, coalesce(a.id, -1), coalesce(t.created_at, 0), coalesce(t.text, '')]) AS rows
+OPTIONAL MATCH (a:User)-[p:POSTED]->(t) WHERE coalesce(p.batch_seq, 0) <= $hw
+RETURN collect([
+    t.id,
+    coalesce(a.id, -1),
+    CASE WHEN coalesce(t.created_at_seq, 0) <= $hw THEN coalesce(t.created_at, 0) ELSE 0 END,
+    CASE WHEN coalesce(t.text_seq, 0) <= $hw THEN coalesce(t.text, '') ELSE '' END
+]) AS rows
 """
 
 FOLLOWS_OF_USERS = """
 UNWIND $ids AS id
 MATCH (a:User {id: id})-[f:FOLLOWS]->(b:User)
+WHERE coalesce(f.batch_seq, 0) <= $hw
 RETURN collect(id) AS src, collect(b.id) AS dst, collect(coalesce(f.ts, 0)) AS ts
 """
 
 ENGAGEMENTS_OF_USERS = f"""
 UNWIND $ids AS id
 MATCH (u:User {{id: id}})-[e:{ENGAGEMENT_TYPES}]->(t:Tweet)
+WHERE coalesce(e.batch_seq, 0) <= $hw
 RETURN collect(id) AS users, collect(t.id) AS tweets, collect(type(e)) AS types,
        collect(coalesce(e.ts, 0)) AS ts, collect(coalesce(e.weight, 1.0)) AS weights
 """

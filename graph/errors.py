@@ -34,6 +34,11 @@ class StreamUnavailableError(GraphRecError):
     """The event stream (a Kafka broker) cannot be reached, started or written to."""
 
 
+class StoreAuthError(StoreUnavailableError):
+    """The store refused the credentials, or needs some and none were given; the message says
+    which were sent and where to put the right ones."""
+
+
 def command_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """A command's parser with ``-v/--verbose`` (read by :func:`run_command`) and its
     sub-command collection: (parser, subparsers)."""

@@ -18,39 +18,44 @@ def export_snapshot(store: GraphStore, *, batch_size: int = 20_000, progress: bo
     """Read every node and relationship of ``store`` in batches and build a snapshot.
 
     The same data in any store gives an identical snapshot (same arrays, same
-    ``snapshot_id``): vocabularies are sorted ids and CSR rows are sorted.
+    ``snapshot_id``): vocabularies are sorted ids and CSR rows are sorted. Every read goes
+    through one :meth:`~graph.store.GraphStore.read_view`, so an ingest that commits batches
+    meanwhile (another thread or process) cannot tear the snapshot: it is the graph after some
+    prefix of the committed batches.
     """
     t0 = time.perf_counter()
-    counts = store.counts()
-    total = sum(counts.values())
-    bar = tqdm(total=total, unit="row", desc=f"export <- {store.kind}", disable=not progress, mininterval=1.0)
-
-    users = []
-    for ids in store.iter_users(batch_size):
-        users.append(ids)
-        bar.update(len(ids))
-    t_ids, t_auth, t_created, texts = [], [], [], {}
-    for b in store.iter_tweets(batch_size):
-        t_ids.append(b.ids)
-        t_auth.append(b.authors)
-        t_created.append(b.created)
-        texts.update((int(i), t) for i, t in zip(b.ids.tolist(), b.texts) if t)
-        bar.update(len(b.ids))
-    f_src, f_dst, f_ts = [], [], []
-    for b in store.iter_follows(batch_size):
-        f_src.append(b.src)
-        f_dst.append(b.dst)
-        f_ts.append(b.ts)
-        bar.update(len(b.src))
-    e_u, e_t, e_k, e_ts, e_w = [], [], [], [], []
-    for b in store.iter_engagements(batch_size):
-        e_u.append(b.users)
-        e_t.append(b.tweets)
-        e_k.append(b.kinds)
-        e_ts.append(b.ts)
-        e_w.append(b.weights)
-        bar.update(len(b.users))
-    bar.close()
+    with store.read_view() as view:
+        counts = view.counts()  # for the progress bar only
+        total = sum(counts.values())
+        bar = tqdm(
+            total=total, unit="row", desc=f"export <- {store.kind}", disable=not progress, mininterval=1.0
+        )
+        users = []
+        for ids in view.iter_users(batch_size):
+            users.append(ids)
+            bar.update(len(ids))
+        t_ids, t_auth, t_created, texts = [], [], [], {}
+        for b in view.iter_tweets(batch_size):
+            t_ids.append(b.ids)
+            t_auth.append(b.authors)
+            t_created.append(b.created)
+            texts.update((int(i), t) for i, t in zip(b.ids.tolist(), b.texts) if t)
+            bar.update(len(b.ids))
+        f_src, f_dst, f_ts = [], [], []
+        for b in view.iter_follows(batch_size):
+            f_src.append(b.src)
+            f_dst.append(b.dst)
+            f_ts.append(b.ts)
+            bar.update(len(b.src))
+        e_u, e_t, e_k, e_ts, e_w = [], [], [], [], []
+        for b in view.iter_engagements(batch_size):
+            e_u.append(b.users)
+            e_t.append(b.tweets)
+            e_k.append(b.kinds)
+            e_ts.append(b.ts)
+            e_w.append(b.weights)
+            bar.update(len(b.users))
+        bar.close()
 
     def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)

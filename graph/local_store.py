@@ -2,11 +2,14 @@
 
 SQLite gives what the contract asks for without a service: each write call is
 one ACID transaction, primary keys make writes idempotent (``INSERT OR
-IGNORE`` = first write wins), and the directory persists between runs.
+IGNORE`` = first write wins), and the directory persists between runs. In WAL mode a read
+transaction sees the database as of its first read while other connections commit, which is
+what :meth:`LocalStore.read_view` (and so the export) uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -134,6 +137,24 @@ class LocalStore(GraphStore):
         )
 
     # -- reads -------------------------------------------------------------
+    @contextlib.contextmanager
+    def read_view(self) -> Iterator[LocalStore]:
+        """One SQLite read transaction around every read (see :meth:`GraphStore.read_view`).
+
+        In WAL mode its snapshot is fixed at the first read, and writers on other connections
+        (another thread, ``graphrec ingest`` in another process) go on committing meanwhile.
+        No writes through this store while the view is open.
+        """
+        if self._db.in_transaction:  # already inside a view (or a write): that transaction is the view
+            yield self
+            return
+        self._db.execute("BEGIN DEFERRED")
+        try:
+            self._db.execute("SELECT 1 FROM users LIMIT 1").fetchall()  # the snapshot is fixed here
+            yield self
+        finally:
+            self._db.execute("ROLLBACK")  # read-only: nothing to commit
+
     def _stream(self, sql: str, batch_size: int) -> Iterator[list[tuple]]:
         cur = self._db.execute(sql)
         while True:

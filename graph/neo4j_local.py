@@ -20,8 +20,12 @@ Neo4j Community server, minus the HTTP API and the browser.
   ``provision``, ``run -- CMD``, and background servers keyed by data directory (``start``,
   ``status``, ``stop``).
 
-Authentication is disabled on the local server (it only listens on the loopback interface),
-so clients connect with ``neo4j.GraphDatabase.driver(uri, auth=None)``.
+Authentication is on: user ``neo4j``, with a password generated once per user account into
+an owner-only file (:mod:`graph.neo4j_auth`; ``~/.config/graphrec/neo4j-password``) and set on
+each store before it first accepts connections. :class:`~graph.neo4j_store.Neo4jStore` finds
+it by itself for localhost URIs; ``run`` exports it to its command as ``NEO4J_USER`` /
+``NEO4J_PASSWORD``; ``LocalNeo4j(...).start().auth`` holds it. ``start(auth=False)`` (CLI
+``--no-auth``) turns authentication off, with a warning.
 """
 
 from __future__ import annotations
@@ -45,7 +49,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph.errors import GraphRecError, InputError, StoreUnavailableError
+from graph.errors import GraphRecError, InputError, StoreAuthError, StoreUnavailableError
+from graph.neo4j_auth import (
+    DEFAULT_USER,
+    Credentials,
+    ensure_local_password,
+    forget_server,
+    read_local_password,
+    remember_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -413,6 +425,8 @@ class LocalNeo4j:
         self.uri: str | None = None
         self.data_dir: Path | None = None
         self.log_path: Path | None = None
+        #: The credentials clients need (user neo4j and the local password); None without auth.
+        self.auth: Credentials | None = None
 
     @property
     def pid(self) -> int | None:
@@ -435,11 +449,15 @@ class LocalNeo4j:
         watch_stdin: bool,
         config_file: Path | None = None,
         record_cds: bool = False,
+        password_file: Path | None = None,
+        reset_password: bool = False,
     ) -> list[str]:
         """The java command line that starts the server (provisions first if needed).
 
-        Uses the class-data-sharing archive when there is one; otherwise, with ``record_cds``,
-        asks the JVM to write one when it exits (see :meth:`_finish_cds`).
+        Authentication is on with the password in ``password_file`` (the launcher reads it,
+        so it never appears on a command line), off when that is None. Uses the
+        class-data-sharing archive when there is one; otherwise, with ``record_cds``, asks the
+        JVM to write one when it exits (see :meth:`_finish_cds`).
         """
         self._target = provision(self._cache_dir)
         self._stamp = _read_stamp(self._target)
@@ -462,6 +480,12 @@ class LocalNeo4j:
         cmd += ["--home", str(data_dir), "--port", str(port), "--pagecache", pagecache]
         if config_file is not None:
             cmd += ["--config", str(config_file)]
+        if password_file is None:
+            cmd.append("--no-auth")
+        else:
+            cmd += ["--password-file", str(password_file)]
+            if reset_password:
+                cmd.append("--reset-password")
         if watch_stdin:
             cmd.append("--exit-on-stdin-eof")
         return cmd
@@ -476,6 +500,8 @@ class LocalNeo4j:
         *,
         config: Mapping[str, str] | None = None,
         detach: bool = False,
+        auth: bool = True,
+        reset_password: bool = False,
     ) -> LocalNeo4j:
         """Start the server and wait until Bolt answers; return ``self``.
 
@@ -486,9 +512,15 @@ class LocalNeo4j:
         stdin); with ``detach`` it runs in its own session and outlives us (the CLI's
         ``start``). ``config`` adds neo4j.conf settings (e.g. ``{"db.transaction.timeout": "60s"}``)
         over :data:`HARDENED_SETTINGS`; the connector, authentication and page-cache settings
-        above always win. Raises
+        above always win.
+
+        Authentication is on: user ``neo4j`` with the password of
+        :func:`graph.neo4j_auth.password_file` (generated on first use), which a new store gets
+        before it first accepts connections (see ``Launcher.java``); ``self.auth`` holds it.
+        ``reset_password`` sets it again on an existing store (after the file was replaced).
+        ``auth=False`` starts without authentication and says so loudly. Raises
         :class:`StoreUnavailableError` with the end of the server's log if it exits or does not
-        answer within ``timeout`` seconds.
+        answer within ``timeout`` seconds, :class:`StoreAuthError` if it refuses the password.
         """
         if self.is_running():
             raise StoreUnavailableError(f"{self!r} is already running")
@@ -505,6 +537,19 @@ class LocalNeo4j:
         conf.parent.mkdir(exist_ok=True)
         conf.write_text("".join(f"{k}={v}\n" for k, v in {**HARDENED_SETTINGS, **(config or {})}.items()))
         try:
+            password_file = None
+            self.auth = None
+            if auth:
+                password_file = ensure_local_password()
+                self.auth = Credentials(
+                    DEFAULT_USER, read_local_password(password_file) or "", str(password_file)
+                )
+            else:
+                log.warning(
+                    "AUTHENTICATION IS OFF for the Neo4j server in %s (auth=False / --no-auth): any process "
+                    "on this machine can read and change its graph",
+                    self.data_dir,
+                )
             # A detached server outlives us, so nobody would be there to move its archive into place.
             cmd = self.command(
                 self.data_dir,
@@ -514,6 +559,8 @@ class LocalNeo4j:
                 watch_stdin=not detach,
                 config_file=conf,
                 record_cds=not detach,
+                password_file=password_file,
+                reset_password=reset_password,
             )
         except BaseException:
             self.stop()  # removes a temporary data directory
@@ -542,6 +589,7 @@ class LocalNeo4j:
         except BaseException:
             self.stop(timeout=30)
             raise
+        remember_server(self.uri, self.auth)  # so this process's clients need no environment
         log.info("Neo4j ready at %s (pid %d) after %.1f s", self.uri, self._proc.pid, time.monotonic() - t0)
         return self
 
@@ -564,10 +612,19 @@ class LocalNeo4j:
                         if line.startswith(READY_PREFIX.encode()):
                             uri = line[len(READY_PREFIX) :].decode().strip()
             if uri is not None:
+                auth = self.auth.as_tuple() if self.auth else None
                 try:
-                    with neo4j.GraphDatabase.driver(uri, auth=None, connection_timeout=5) as driver:
+                    with neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=5) as driver:
                         driver.verify_connectivity()
                     return uri
+                except neo4j.exceptions.AuthError as exc:
+                    raise StoreAuthError(
+                        f"local Neo4j at {uri} (data {self.data_dir}) refused user {DEFAULT_USER!r} with the "
+                        f"password in {self.auth.source if self.auth else '(none)'}: "
+                        f"{(exc.message or str(exc)).rstrip('.')}. Its store keeps the password it got when it "
+                        "was first started (or was given since); start it with reset_password=True "
+                        f"(CLI: --reset-password) to set the file's password on it. Log: {self.log_path}"
+                    ) from None
                 except Exception as exc:  # noqa: BLE001 - any failure means "not yet"; reported on timeout
                     last_error = exc
             time.sleep(0.2)
@@ -599,6 +656,8 @@ class LocalNeo4j:
         Idempotent. Deletes the data directory if :meth:`start` created it. Returns the exit code.
         """
         rc = None
+        if self.uri is not None:
+            forget_server(self.uri)
         if self._proc is not None:
             rc = _terminate(self._proc, timeout)
             if self._proc.stdin is not None:
@@ -704,7 +763,10 @@ def process_create_time(pid: int) -> float | None:
 CLI_DOC = """Run a real Neo4j Community 5.26 server locally, without Docker (jars from Maven Central).
 
 Needs a JDK 17 (or 21) and Maven; the first `provision` downloads about 125 MB into ~/.m2.
-The server listens on 127.0.0.1 only, with authentication disabled (connect with auth=None).
+The server listens on 127.0.0.1 only, with authentication on: user neo4j, and a password
+generated once into an owner-only file (`password --file` prints where; `password` prints it).
+graphrec's clients read that file by themselves for localhost URIs; `run` also exports
+NEO4J_USER / NEO4J_PASSWORD to its command. `--no-auth` turns authentication off.
 When NEO4J_URI is set, `run` uses that server instead of starting one (e.g. `docker compose up -d`).
 
 Background servers are keyed by data directory: `start` for a directory that already has a
@@ -719,6 +781,7 @@ Examples:
   python scripts/neo4j_local.py status
   python scripts/neo4j_local.py stop --data-dir .graphrec/n2  # or: stop --all
   python scripts/neo4j_local.py run -- python -m pytest -q    # server just for this command
+  export NEO4J_PASSWORD=$(python scripts/neo4j_local.py password)  # for other tools (cypher-shell)
 """
 
 STATE_FORMAT = 2
@@ -844,6 +907,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
             pagecache=args.pagecache,
             timeout=args.timeout,
             detach=True,
+            auth=not args.no_auth,
+            reset_password=args.reset_password,
         )
         record = {
             "pid": server.pid,
@@ -852,6 +917,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
             "data_dir": str(server.data_dir),
             "log": str(server.log_path),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "auth": server.auth is not None,
         }
         registry.add(record)
     log.info("started Neo4j (pid %d, data %s); state in %s", server.pid, server.data_dir, registry.path)
@@ -905,15 +971,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 3
     rc = 0
     for _, rec in sorted(servers.items()):
+        password = read_local_password() if rec.get("auth") else None  # older records: started without
+        auth = (DEFAULT_USER, password) if password else None
         try:
-            with neo4j.GraphDatabase.driver(rec["uri"], auth=None, connection_timeout=5) as driver:
+            with neo4j.GraphDatabase.driver(rec["uri"], auth=auth, connection_timeout=5) as driver:
                 driver.verify_connectivity()
             answer = "answering"
         except Exception as exc:  # noqa: BLE001 - reported as is
             answer = f"NOT answering ({exc})"
             rc = 1
-        print(f"running {rec['uri']} pid={rec['pid']} data={rec['data_dir']} log={rec['log']} bolt {answer}")
+        print(
+            f"running {rec['uri']} pid={rec['pid']} data={rec['data_dir']} log={rec['log']} "
+            f"auth={'on' if rec.get('auth') else 'OFF'} bolt {answer}"
+        )
     return rc
+
+
+def _cmd_password(args: argparse.Namespace) -> int:
+    path = ensure_local_password()
+    print(path if args.file else read_local_password(path))
+    return 0
 
 
 def _call(command: list[str], env: dict[str, str] | None = None) -> int:
@@ -955,9 +1032,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 heap=args.heap,
                 pagecache=args.pagecache,
                 timeout=args.timeout,
+                auth=not args.no_auth,
+                reset_password=args.reset_password,
             )
             log.info("running %s with NEO4J_URI=%s", command, server.uri)
             env = {**os.environ, "NEO4J_URI": server.uri, LOCAL_URI_ENV: server.uri}
+            # Credentials for the command (other values from the caller's environment, e.g. for a
+            # Docker server, would be refused); none without auth, where they would be ignored anyway.
+            for name in ("NEO4J_USER", "NEO4J_PASSWORD", "NEO4J_AUTH"):
+                env.pop(name, None)
+            if server.auth is not None:
+                user, password = server.auth.as_tuple()
+                env.update(NEO4J_USER=user, NEO4J_PASSWORD=password, NEO4J_AUTH=f"{user}/{password}")
             return _call(command, env=env)
         finally:
             server.stop()
@@ -996,6 +1082,17 @@ def main(argv: list[str] | None = None, prog: str = "neo4j_local.py") -> int:
         s.add_argument(
             "--timeout", type=float, default=180.0, help="seconds to wait for Bolt (default %(default)s)"
         )
+        s.add_argument(
+            "--no-auth",
+            action="store_true",
+            help="authentication OFF (default: on, user neo4j, the password of `password`): any local "
+            "process can then read and change the graph",
+        )
+        s.add_argument(
+            "--reset-password",
+            action="store_true",
+            help="set the password of `password` on this store again (after that file was replaced)",
+        )
 
     s = sub.add_parser(
         "start",
@@ -1032,6 +1129,16 @@ def main(argv: list[str] | None = None, prog: str = "neo4j_local.py") -> int:
     server_options(s, "Neo4j home (default: a temporary directory, deleted afterwards)")
     s.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser(
+        "password",
+        help="print the password of user neo4j on the local servers (generated on first use)",
+        description="Print the password of user neo4j on servers this tool starts, generating it on first "
+        "use (an owner-only file). graphrec's clients read it by themselves for localhost URIs; for other "
+        "tools: export NEO4J_PASSWORD=$(python scripts/neo4j_local.py password)",
+    )
+    s.add_argument("--file", action="store_true", help="print the path of the password file instead")
+    s.set_defaults(func=_cmd_password)
 
     args = p.parse_args(argv)
     logging.basicConfig(

@@ -3,11 +3,15 @@
 Practices: accept a driver (``Neo4jStore(driver)``) or build one from a URI
 (:meth:`Neo4jStore.connect`); all Cypher lives in :mod:`graph.cypher`; every write
 batch is one ``UNWIND $rows`` managed transaction, retried by the driver on
-transient errors; reads run in read transactions; the database is explicit.
+transient errors, that stamps what it creates with its batch number (so
+:meth:`Neo4jStore.read_view` can read one committed state); reads run in read
+transactions; the database is explicit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
 import re
@@ -19,13 +23,16 @@ import numpy as np
 from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired
 
 from graph import cypher
-from graph.errors import GraphRecError, StoreUnavailableError
+from graph.errors import GraphRecError, StoreAuthError, StoreUnavailableError
+from graph.neo4j_auth import auth_failure_message, resolve_auth
 from graph.schema import KIND_REL_TYPES, KINDS
 from graph.store import EngagementBatch, FollowBatch, GraphStore, TweetBatch
 
 log = logging.getLogger(__name__)
 
 _REL_TO_KIND = {rel: KINDS[kind] for kind, rel in KIND_REL_TYPES.items()}
+#: The batch number reads see outside a read view: everything.
+_ALL_BATCHES = 2**63 - 1
 _UNAVAILABLE = (ServiceUnavailable, SessionExpired, OSError)
 
 #: Seconds a statement of the exploration surface (``cypher``, ``query``) may run before the
@@ -65,6 +72,8 @@ class Neo4jStore(GraphStore):
         self.database = database
         self._owns_driver = owns_driver
         self.query_timeout = query_timeout
+        # The last batch number the reads see; below the maximum only in a read view.
+        self._high_water = _ALL_BATCHES
 
     @classmethod
     def connect(
@@ -80,17 +89,16 @@ class Neo4jStore(GraphStore):
     ) -> Neo4jStore:
         """Open a driver to ``uri`` and check that the server answers.
 
-        Credentials default to ``NEO4J_USER`` / ``NEO4J_PASSWORD`` (no auth when
-        no password is set, as for the local test server). Raises
-        :class:`StoreUnavailableError` within about ``2 * connect_timeout``
-        seconds when nothing answers.
+        Credentials: ``user`` / ``password``, else ``NEO4J_USER`` / ``NEO4J_PASSWORD``, else
+        ``NEO4J_AUTH``, else (a localhost URI) the password of the local servers, else none
+        (:func:`graph.neo4j_auth.resolve_auth`). Raises :class:`StoreAuthError` saying where to
+        put the password when the server refuses them, and :class:`StoreUnavailableError`
+        within about ``2 * connect_timeout`` seconds when nothing answers.
         """
-        password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
-        user = user or os.environ.get("NEO4J_USER", "neo4j")
-        auth = (user, password) if password else None
+        credentials = resolve_auth(uri, user, password)
         driver = neo4j.GraphDatabase.driver(
             uri,
-            auth=auth,
+            auth=credentials.as_tuple() if credentials else None,
             connection_timeout=connect_timeout,
             connection_acquisition_timeout=2 * connect_timeout,
             max_transaction_retry_time=retry_time,
@@ -102,7 +110,7 @@ class Neo4jStore(GraphStore):
             driver.verify_connectivity()
         except AuthError as exc:
             driver.close()
-            raise StoreUnavailableError(f"Neo4j at {uri} refused the credentials: {exc.message}") from None
+            raise StoreAuthError(auth_failure_message(uri, credentials, exc.message or str(exc))) from None
         except (DriverError, Neo4jError, OSError) as exc:
             driver.close()
             raise StoreUnavailableError(
@@ -131,14 +139,40 @@ class Neo4jStore(GraphStore):
             raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
 
     def _write(self, statements: list[tuple[str, dict]]) -> None:
+        """One write batch: takes the next batch number first (its lock, held to the commit,
+        orders the batches) and passes it to every statement as ``$seq``."""
+
         def work(tx: neo4j.ManagedTransaction) -> None:
+            seq = tx.run(cypher.NEXT_BATCH_SEQ).single()["seq"]
             for query, params in statements:
-                tx.run(query, params).consume()
+                tx.run(query, {**params, "seq": seq}).consume()
 
         self._run(work, write=True)
 
     def _read_single(self, query: str, **params) -> neo4j.Record | None:
+        params["hw"] = self._high_water
         return self._run(lambda tx: tx.run(query, params).single(), write=False)
+
+    @contextlib.contextmanager
+    def read_view(self) -> Iterator[Neo4jStore]:
+        """The graph as of the last committed write batch (see :meth:`GraphStore.read_view`).
+
+        Reads the last batch number under the clock's write lock, so a batch in flight is
+        waited for (the view holds that lock for this one read only, so ingests go on at once),
+        then yields a view of this store whose reads skip everything later batches created or
+        set (see :mod:`graph.cypher`).
+        The view holds no transaction open, so it can last longer than the server's
+        transaction timeout. ``counts()`` is not filtered.
+        """
+        if self._high_water != _ALL_BATCHES:  # already a view
+            yield self
+            return
+        record = self._run(lambda tx: tx.run(cypher.LAST_BATCH_SEQ).single(), write=True)
+        view = copy.copy(self)
+        view._owns_driver = False
+        view._high_water = int(record["seq"])
+        log.debug("read view of %r up to batch %d", self, view._high_water)
+        yield view
 
     # -- schema and writes -----------------------------------------------------
     def ensure_schema(self) -> None:

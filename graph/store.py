@@ -9,7 +9,9 @@ nothing:
 * a tweet's author, creation time and text are set once, when first known.
 
 Endpoints that are not yet nodes are created. Reads stream column batches that
-:func:`graph.export.export_snapshot` assembles into a snapshot.
+:func:`graph.export.export_snapshot` assembles into a snapshot; it reads them through
+:meth:`GraphStore.read_view`, so the snapshot is one committed state of the graph even while
+other connections keep ingesting.
 
 :func:`open_store` turns a ``--store`` value into a store: a ``bolt://`` URI, ``neo4j`` (the
 server in ``NEO4J_URI``), ``None`` (``NEO4J_URI`` if set, else the default local store) or a
@@ -18,6 +20,7 @@ directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -99,6 +102,18 @@ class GraphStore(ABC):
     def counts(self) -> dict[str, int]:
         """Numbers of users, tweets, follows and engagements."""
 
+    @contextlib.contextmanager
+    def read_view(self) -> Iterator[GraphStore]:
+        """A read-only view of one committed state of the graph, for reading all of it.
+
+        Every ``iter_*`` read through the yielded store sees the graph as it was when the view
+        opened (a prefix of the committed write transactions), whatever other connections commit
+        meanwhile; :func:`graph.export.export_snapshot` reads through it. Write through the
+        store itself, not the view. Both stores of this package override this; the default
+        yields the store itself and guarantees nothing across reads.
+        """
+        yield self
+
     @abstractmethod
     def clear(self) -> None:
         """Delete everything (tests and benchmarks)."""
@@ -139,10 +154,12 @@ def open_store(target: str | Path | None = None, *, create: bool = False, **kwar
     A local store directory must already hold a store unless ``create=True`` (what ``graphrec
     ingest`` asks for): a mistyped path is an error, not a new empty store.
 
-    Neo4j credentials come from ``NEO4J_USER`` (default ``neo4j``) and ``NEO4J_PASSWORD`` (no
-    authentication when it is unset) and the database from ``NEO4J_DATABASE``, in every case
-    where a Neo4jStore is opened; ``user=`` / ``password=`` / ``database=`` keywords override
-    them. Other keywords go to :meth:`Neo4jStore.connect <graph.neo4j_store.Neo4jStore.connect>`
+    Neo4j credentials, in every case where a Neo4jStore is opened: ``user=`` / ``password=``
+    keywords, else ``NEO4J_USER`` (default ``neo4j``) / ``NEO4J_PASSWORD``, else
+    ``NEO4J_AUTH=user/password``, else, for a localhost URI, the password of the servers that
+    ``scripts/neo4j_local.py`` starts (:mod:`graph.neo4j_auth`); a server that refuses them
+    raises :class:`~graph.errors.StoreAuthError` saying where to put the password. The
+    database comes from ``database=``, else ``NEO4J_DATABASE``. Other keywords go to :meth:`Neo4jStore.connect <graph.neo4j_store.Neo4jStore.connect>`
     or :class:`~graph.local_store.LocalStore`.
     """
     if target is None:

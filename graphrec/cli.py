@@ -19,7 +19,8 @@ log = logging.getLogger("graphrec")
 DEFAULT_STORE = None
 STORE_HELP = (
     "local store directory, bolt:// / neo4j:// URI, or `neo4j` for the server in NEO4J_URI "
-    "(default: NEO4J_URI when set, else .graphrec/store)"
+    "(default: NEO4J_URI when set, else .graphrec/store). Neo4j credentials: NEO4J_USER / NEO4J_PASSWORD "
+    "or NEO4J_AUTH=user/password; for a localhost URI, the local servers' password file by default"
 )
 DEFAULT_DATA_DIR = "../shared/datasets"
 

@@ -1,7 +1,8 @@
 """The local Neo4j server (graph/neo4j_local.py): it starts, answers Cypher, has vector
-indexes, and stops; its command line keeps one background server per data directory; and
-graph.store.open_store honours NEO4J_URI. Uses NEO4J_URI when set. Never skips: if Neo4j
-cannot be started, these tests fail."""
+indexes, and stops; it requires its generated password (kept owner-only), which clients find
+by themselves and `run` exports; its command line keeps one background server per data
+directory; and graph.store.open_store honours NEO4J_URI. Uses NEO4J_URI when set. Never skips:
+if Neo4j cannot be started, these tests fail."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import json
 import math
 import os
 import signal
+import stat
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -18,15 +21,31 @@ import neo4j
 import psutil
 import pytest
 
-from graph.errors import GraphRecError, InputError, StoreUnavailableError
+from graph import neo4j_auth
+from graph.errors import GraphRecError, InputError, StoreAuthError, StoreUnavailableError
+from graph.neo4j_auth import ensure_local_password, password_file, read_local_password, resolve_auth
 from graph.neo4j_local import MAIN_CLASS, LocalNeo4j, neo4j_uri_from_env, provision, stop_pid
 from graph.neo4j_local import main as neo4j_local_main
+from graph.neo4j_store import Neo4jStore
+
+
+def _auth(uri: str) -> tuple[str, str] | None:
+    credentials = resolve_auth(uri)  # what every client of the project uses
+    return credentials.as_tuple() if credentials else None
 
 
 def _driver(uri: str) -> neo4j.Driver:
-    password = os.environ.get("NEO4J_PASSWORD")
-    auth = (os.environ.get("NEO4J_USER", "neo4j"), password) if password else None
-    return neo4j.GraphDatabase.driver(uri, auth=auth)
+    return neo4j.GraphDatabase.driver(uri, auth=_auth(uri))
+
+
+def _refused(uri: str, auth) -> str:
+    """The server's answer to these credentials: '' if it lets the client in."""
+    try:
+        with neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=5) as driver:
+            driver.verify_connectivity()
+        return ""
+    except neo4j.exceptions.AuthError as exc:
+        return exc.message or str(exc)
 
 
 def test_neo4j_uri_from_env(monkeypatch):
@@ -73,7 +92,7 @@ def test_return_one_and_vector_index(neo4j_uri):
         driver.execute_query("MATCH (n:VecProbe) DETACH DELETE n")
 
 
-def test_own_server_lifecycle_and_clear_start_failure(tmp_path):
+def test_own_server_lifecycle_and_clear_start_failure(tmp_path, monkeypatch):
     """A server on its own store starts and answers; a second one on the same (locked) store
     fails with the log tail in the error; stopping is clean and leaves no process behind."""
     with pytest.raises(InputError, match="heap"):
@@ -85,6 +104,25 @@ def test_own_server_lifecycle_and_clear_start_failure(tmp_path):
     config = {"db.transaction.timeout": "42s"}
     with LocalNeo4j().start(data_dir=tmp_path / "n4j", heap="512m", pagecache="32m", config=config) as server:
         assert server.uri.startswith("bolt://127.0.0.1:")
+        # Authentication is on: no credentials and a wrong password are refused (on this server of
+        # its own, so the failed attempt cannot lock the session server's user for the others).
+        assert server.auth is not None and server.auth.as_tuple() == ("neo4j", read_local_password())
+        assert _refused(server.uri, None)
+        assert _refused(server.uri, ("neo4j", "not-the-password"))
+        assert not _refused(server.uri, server.auth.as_tuple())
+        assert server.auth.password not in " ".join(psutil.Process(server.pid).cmdline())
+        with pytest.raises(
+            StoreAuthError, match=r"refused user 'neo4j' with the password from the password argument"
+        ):
+            Neo4jStore.connect(server.uri, password="not-the-password")
+        # A client that has no password at all is told where to put one, not given a driver traceback.
+        with monkeypatch.context() as m:
+            m.delitem(neo4j_auth._STARTED_HERE, server.uri)  # as if another process had started it
+            m.setenv(neo4j_auth.PASSWORD_FILE_ENV, str(tmp_path / "no-password-file"))
+            m.delenv("NEO4J_PASSWORD", raising=False)
+            m.delenv("NEO4J_AUTH", raising=False)
+            with pytest.raises(StoreAuthError, match=r"(?s)none was given.*NEO4J_PASSWORD.*no-password-file"):
+                Neo4jStore.connect(server.uri)
         with _driver(server.uri) as driver:
             driver.execute_query("CREATE (:Probe {x: 1})")
             setting = "SHOW SETTINGS YIELD name, value WHERE name = 'db.transaction.timeout' RETURN value"
@@ -102,6 +140,53 @@ def test_own_server_lifecycle_and_clear_start_failure(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert "NEO4J_STOPPED" in server.log_path.read_text()  # the shutdown hook ran to the end
+
+
+def test_password_file_is_generated_once_and_owner_only(tmp_path, neo4j_uri):
+    path = tmp_path / "conf" / "graphrec" / "neo4j-password"
+    assert read_local_password(path) is None
+    assert ensure_local_password(path) == path
+    password = read_local_password(path)
+    assert len(password) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+    ensure_local_password(path)
+    assert read_local_password(path) == password  # generated once
+    path.chmod(0o644)
+    assert read_local_password(path) == password
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a widened file is made owner-only again
+    if not _external_server():  # the file the servers of this session use
+        assert stat.S_IMODE(password_file().stat().st_mode) == 0o600
+
+
+def test_clients_take_credentials_in_order(tmp_path, monkeypatch):
+    """Arguments, then a server this process started, then NEO4J_PASSWORD, then NEO4J_AUTH, then
+    (localhost only) the local password file."""
+    monkeypatch.setenv(neo4j_auth.PASSWORD_FILE_ENV, str(tmp_path / "pw"))
+    for name in ("NEO4J_USER", "NEO4J_PASSWORD", "NEO4J_AUTH"):
+        monkeypatch.delenv(name, raising=False)
+    local, remote, mine = "bolt://127.0.0.1:7687", "bolt://graph.example:7687", "bolt://127.0.0.1:1"
+    assert resolve_auth(local) is None  # no file yet
+    file_password = read_local_password(ensure_local_password())
+    assert resolve_auth(local).as_tuple() == ("neo4j", file_password)
+    assert resolve_auth("bolt://localhost:7687").as_tuple() == ("neo4j", file_password)
+    assert resolve_auth(remote) is None  # the local password never goes to another machine
+    monkeypatch.setenv("NEO4J_AUTH", "alice/from-auth")
+    assert resolve_auth(local).as_tuple() == ("alice", "from-auth")
+    monkeypatch.setenv("NEO4J_PASSWORD", "from-env")
+    monkeypatch.setenv("NEO4J_USER", "bob")
+    assert resolve_auth(remote).as_tuple() == ("bob", "from-env")
+    assert resolve_auth(remote, user="carol", password="explicit").as_tuple() == ("carol", "explicit")
+    monkeypatch.setitem(neo4j_auth._STARTED_HERE, mine, neo4j_auth.Credentials("neo4j", "mine", "test"))
+    assert resolve_auth(mine).as_tuple() == ("neo4j", "mine")
+    assert resolve_auth(mine, password="explicit").password == "explicit"
+    monkeypatch.delenv("NEO4J_PASSWORD")
+    monkeypatch.setenv("NEO4J_AUTH", "none")
+    assert resolve_auth(local) is None
+    monkeypatch.setenv("NEO4J_AUTH", "no-slash")
+    with pytest.raises(InputError, match="NEO4J_AUTH"):
+        resolve_auth(local)
 
 
 # -- the command line: background servers are keyed by data directory ------------------------
@@ -132,7 +217,7 @@ def _launchers_for(home: Path) -> list[psutil.Process]:
 
 def _answers(uri: str) -> bool:
     try:
-        with neo4j.GraphDatabase.driver(uri, auth=None, connection_timeout=5) as driver:
+        with neo4j.GraphDatabase.driver(uri, auth=_auth(uri), connection_timeout=5) as driver:
             driver.verify_connectivity()
         return True
     except Exception:  # noqa: BLE001
@@ -191,6 +276,39 @@ def test_cli_start_is_keyed_by_data_dir(tmp_path):
         for home in (a, b):
             for p in _launchers_for(home):
                 stop_pid(p.pid, timeout=30)
+
+
+def test_cli_run_exports_the_password_to_its_command(tmp_path):
+    """`run` starts a server with authentication and gives its command NEO4J_USER / NEO4J_PASSWORD
+    (replacing ones meant for another server); the password file is generated owner-only."""
+    if _external_server():
+        assert provision().is_dir()
+        return
+    pw_file = tmp_path / "config" / "neo4j-password"
+    child = textwrap.dedent(
+        """
+        import os, sys
+        from graph.neo4j_store import Neo4jStore
+        os.environ["GRAPHREC_NEO4J_PASSWORD_FILE"] = "/nonexistent"  # only the environment may help
+        assert os.environ["NEO4J_USER"] == "neo4j", os.environ["NEO4J_USER"]
+        assert os.environ["NEO4J_AUTH"] == "neo4j/" + os.environ["NEO4J_PASSWORD"]
+        with Neo4jStore.connect(os.environ["NEO4J_URI"]) as store:
+            print("PASSWORD", os.environ["NEO4J_PASSWORD"], store.cypher("RETURN 1 AS one")[0]["one"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NEO4J_URI", "GRAPHREC_NEO4J_LOCAL_URI")}
+    env.update(
+        GRAPHREC_NEO4J_PASSWORD_FILE=str(pw_file),
+        NEO4J_PASSWORD="meant-for-another-server",
+        PYTHONPATH=str(SCRIPT.parents[1]),
+    )
+    cmd = [sys.executable, str(SCRIPT), "--state-file", str(tmp_path / "state.json"), "run"]
+    cmd += ["--heap", "256m", "--pagecache", "16m", "--", sys.executable, "-c", child]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"PASSWORD {pw_file.read_text().strip()} 1" in done.stdout
+    assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pw_file.parent.stat().st_mode) == 0o700
 
 
 def test_cli_forgets_servers_that_are_gone(tmp_path, capsys):
