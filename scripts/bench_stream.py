@@ -28,6 +28,7 @@ waits for the durable store to hold every event and reports:
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import json
 import os
@@ -156,6 +157,12 @@ def expected_counts(snap, produced: list[dict]) -> dict:
     }
 
 
+def _kill_left_behind(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def metric_values(text: str, name: str) -> list[float]:
     return [float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)]
 
@@ -239,6 +246,7 @@ def main() -> int:
         work / "serve.log",
         env,
     )
+    atexit.register(_kill_left_behind, [streamer, server])  # a failing run leaves no process behind
     base = "http://127.0.0.1:" + wait_for(
         r"http://127\.0\.0\.1:(\d+)", work / "serve.log", server, 300
     ).group(1)
