@@ -4,7 +4,8 @@ It builds the dataset's snapshot and fits the recommender (both kept in --model-
 rerun skips them), starts ``graphrec serve --model`` as a real subprocess on a free loopback
 port with an admin token, waits for /readyz, and then drives it from this process (the load
 generator shares the machine's cores with the server) with a bounded asyncio client:
-``--concurrency`` keep-alive connections, ``--requests`` requests over a seeded mix of known
+``--concurrency`` keep-alive connections (or a new connection per request with
+``--new-connections``), ``--requests`` requests over a seeded mix of known
 users (80%), unknown users on the cold-start path (10%, 200 expected) and unknown users with
 ``strict=true`` (10%, 404 expected: counted as correct), the two GET endpoints evenly. Halfway
 through it calls ``POST /admin/reload`` once. An error is any other status or a connection
@@ -134,10 +135,12 @@ def request_mix(user_ids: np.ndarray, n: int, seed: int, k: int) -> list[tuple[s
     return out
 
 
-async def drive(base: str, mix, concurrency: int, token: str, warmup) -> dict:
+async def drive(base: str, mix, concurrency: int, token: str, warmup, new_connections: bool = False) -> dict:
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    # Keep-alive: each connection stays with the worker that accepted it, so a few connections can
+    # pile onto one worker; a new connection per request goes to whichever worker accepts first.
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=new_connections)
     timeout = aiohttp.ClientTimeout(total=60)
     records: list[tuple[str, float, bool, float]] = []  # endpoint, ms, ok, start (perf_counter)
     reload: dict = {}
@@ -232,6 +235,11 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--requests", type=int, default=20_000, help="timed requests (default: %(default)s)")
     p.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="a new connection per request instead of keep-alive (spreads requests over the workers)",
+    )
+    p.add_argument(
         "--concurrency", type=int, default=16, help="concurrent connections (default: %(default)s)"
     )
     p.add_argument("--workers", type=int, default=2, help="server worker processes (default: %(default)s)")
@@ -252,7 +260,7 @@ def main() -> int:
         (tmp / "token").write_text(token)
         proc, base, err = start_server(args, snap_dir, model_dir, tmp / "token", tmp)
         try:
-            run = asyncio.run(drive(base, mix, args.concurrency, token, warmup))
+            run = asyncio.run(drive(base, mix, args.concurrency, token, warmup, args.new_connections))
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -289,6 +297,7 @@ def main() -> int:
         "dataset": args.dataset,
         "requests": args.requests,
         "concurrency": args.concurrency,
+        "new_connections": args.new_connections,
         "workers": args.workers,
         "k": args.k,
         "fit_s": fit_s,
