@@ -233,6 +233,15 @@ def _add_serve(sub) -> None:
         help="read from a minute before the snapshot's newest event, or the whole topic "
         "(default: %(default)s)",
     )
+    live.add_argument(
+        "--live-walk-refresh",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="fold the live graph for the random walks (Pixie, SALSA, PPR) at most this often, on a "
+        "background thread per worker (and at least 5x the last fold's time apart); 0: the walks "
+        "read the snapshot alone (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -275,7 +284,12 @@ def _live_settings(args):
     from graphrec.serve.live_feed import LiveSettings
 
     confluent()  # the Kafka client is installed, or a clear error before anything starts
-    return LiveSettings(args.live_bootstrap, topic=args.live_topic, start=args.live_start)
+    return LiveSettings(
+        args.live_bootstrap,
+        topic=args.live_topic,
+        start=args.live_start,
+        walk_refresh_s=args.live_walk_refresh,
+    )
 
 
 def _add_tune(sub) -> None:

@@ -17,11 +17,18 @@ snapshot come after the snapshot's (``n_users + j``, ``n_tweets + j``).
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+
 import numpy as np
 
-from graph.live import LiveGraph
+from graph.live import LiveGraph, fold
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS
+
+log = logging.getLogger(__name__)
 
 #: Most co-engagers of the user's new engagements whose own new engagements are read per call.
 MAX_CO_ENGAGERS = 2_000
@@ -60,6 +67,8 @@ class LiveOverlay:
         self.live = live
         snap = live.snap
         self.snap: GraphSnapshot = snap
+        #: The walk view (set by the recommender when it has walk sources).
+        self.walks: WalkView | None = None
         deg = np.diff(snap.follow_out_indptr) + np.diff(snap.follow_in_indptr)
         self._hop_weight = (1.0 / np.log(2.0 + deg)).astype(np.float32)  # as SecondHopSource
 
@@ -189,3 +198,109 @@ def live_reason(task: str) -> str:
     if task == TASK_TWEETS:
         return "engaged with just now by people in your network"
     return ""
+
+
+#: Default seconds between two folds of the walk view (then at least WALK_FOLD_COST_FACTOR times
+#: the last fold's duration, so folding takes at most ~1/5 of a core however large the graph).
+WALK_REFRESH_S = 1.0
+WALK_FOLD_COST_FACTOR = 5.0
+
+
+class WalkView:
+    """The live graph folded into a snapshot for the random walks (GraphJet's walks over the
+    real-time graph): Pixie, SALSA, PPR and friends-of-friends step over live edges once the
+    next fold is in, every ``refresh_s`` seconds at most (and at least ``WALK_FOLD_COST_FACTOR``
+    x the last fold's duration apart), built on a background thread and swapped in as one
+    reference. Users and tweets born since the snapshot are in the fold, so they get walk
+    candidates too.
+
+    The fold indexes users and tweets by sorted external id, the live vocabulary by order of
+    arrival; :meth:`to_fold` and :meth:`from_fold` translate (per call: a query user and k
+    results). ``prepare`` builds each walk's cached graph on a fresh fold before it is swapped
+    in; ``forget`` drops the replaced fold's."""
+
+    DEFAULT_REFRESH_S = WALK_REFRESH_S
+
+    def __init__(
+        self,
+        live: LiveGraph,
+        prepare: Callable[[GraphSnapshot], None],
+        forget: Callable[[GraphSnapshot], None],
+        refresh_s: float = WALK_REFRESH_S,
+    ):
+        if not refresh_s > 0:
+            raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
+        self.live = live
+        self.refresh_s = float(refresh_s)
+        self._prepare, self._forget = prepare, forget
+        self.snap: GraphSnapshot | None = None  # the latest fold (None until the first)
+        self._version: tuple[int, int, int] | None = None
+        self.last_build_s = 0.0
+        self.folds = 0
+        self.fold_edges = 0  # live edges in the current fold
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._build_lock = threading.Lock()
+
+    def _live_version(self) -> tuple[int, int, int]:
+        live = self.live
+        with live.lock:
+            return live.n_users, live.n_tweets, live.n_edges
+
+    def refresh(self) -> bool:
+        """Fold the live graph now if it changed since the last fold; True when a new fold is in."""
+        with self._build_lock:
+            version = self._live_version()
+            if version == self._version:
+                return False
+            if version == (self.live.snap.n_users, self.live.snap.n_tweets, 0):
+                return False  # nothing live yet: the fitted sources walk the snapshot itself
+            start = time.perf_counter()
+            snap = fold(self.live)
+            self._prepare(snap)
+            old, self.snap, self._version = self.snap, snap, version
+            self.last_build_s = time.perf_counter() - start
+            self.folds += 1
+            self.fold_edges = version[2]
+            if old is not None:
+                self._forget(old)
+            log.debug("walk view: fold %d of %d edges in %.3f s", self.folds, version[2], self.last_build_s)
+            return True
+
+    def start(self) -> WalkView:
+        """Refresh on a background thread until :meth:`stop`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="graphrec-walk-view", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(self.refresh_s, WALK_FOLD_COST_FACTOR * self.last_build_s)):
+            try:
+                self.refresh()
+            except Exception:  # a failed fold keeps the last one; the next try may succeed
+                log.exception("walk view: fold failed")
+
+    # -- ids -------------------------------------------------------------------------------
+    def to_fold(self, snap: GraphSnapshot, task_user: int) -> int:
+        """The fold's index of a live user index (-1: born after this fold)."""
+        ext = self.live.users.external(np.array([task_user], np.int64))
+        return int(snap.user_index(ext, strict=False)[0])
+
+    def from_fold(self, snap: GraphSnapshot, task: str, ids: np.ndarray) -> np.ndarray:
+        """Live indices of the fold's target indices ``ids`` (-1 stays -1)."""
+        ids = np.asarray(ids, np.int64)
+        out = np.full(len(ids), -1, np.int64)
+        ok = ids >= 0
+        if task == TASK_FOLLOWS:
+            ext, vocab = np.asarray(snap.user_ids)[ids[ok]], self.live.users
+        else:
+            ext, vocab = np.asarray(snap.tweet_ids)[ids[ok]], self.live.tweets
+        out[ok] = vocab.lookup(ext, create=False)
+        return out

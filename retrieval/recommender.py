@@ -31,7 +31,7 @@ from retrieval.catalogue import DEFAULT_DEPTH, BuildContext, build_sources, chec
 from retrieval.diversity import cap_exposure_share, cap_per_group, mmr
 from retrieval.filters import FilterOptions, RequestFilter, compile_filters
 from retrieval.fusion import check_fusion, fuse, normalised_lists
-from retrieval.live import LiveOverlay, TargetAttribute, live_reason
+from retrieval.live import LiveOverlay, TargetAttribute, WalkView, live_reason
 from retrieval.precomputed import PrecomputedSource
 from retrieval.sources import (
     CandidateSource,
@@ -41,6 +41,8 @@ from retrieval.sources import (
     SimilarUsersSource,
     best_anchor,
 )
+from retrieval.walk_sources import WalkSource
+from retrieval.walk_sources import forget as forget_walk_graphs
 
 log = logging.getLogger(__name__)
 
@@ -259,16 +261,50 @@ class Recommender:
         return rec
 
     # -- live segments -----------------------------------------------------------
-    def attach_live(self, live: LiveGraph | None) -> None:
+    def attach_live(self, live: LiveGraph | None, *, walk_refresh_s: float | None = None) -> None:
         """Serve the snapshot plus ``live`` (the events since it, :class:`graph.live.LiveGraph`):
         fresh history is left out at once and candidates through live edges join the fusion as
-        the ``live`` source. None detaches."""
+        the ``live`` source; the random walks step over live edges once they are folded into the
+        walk view (:class:`retrieval.live.WalkView`): every ``walk_refresh_s`` seconds on a
+        background thread, or on :meth:`refresh_walks` when None. None detaches."""
         if live is not None and live.snap.snapshot_id != self.snap.snapshot_id:
             raise SnapshotError(
                 f"the live graph extends snapshot {live.snap.snapshot_id}, this recommender serves "
                 f"{self.snap.snapshot_id}"
             )
+        old = self.overlay
+        if old is not None and old.walks is not None:
+            old.walks.stop()
         self.overlay = LiveOverlay(live) if live is not None else None
+        if self.overlay is None or not self._walk_sources():
+            return
+        self.overlay.walks = WalkView(
+            live, self._prepare_walks, forget_walk_graphs, walk_refresh_s or WalkView.DEFAULT_REFRESH_S
+        )
+        if walk_refresh_s is not None:
+            self.overlay.walks.start()
+
+    def refresh_walks(self) -> bool:
+        """Fold the live graph into the walk view now (True when a new fold is in)."""
+        if self.overlay is None or self.overlay.walks is None:
+            return False
+        return self.overlay.walks.refresh()
+
+    def _walk_sources(self) -> dict[str, dict[str, WalkSource]]:
+        """The fitted random-walk sources by task (the ones the walk view serves; a precomputed
+        walk's table holds the snapshot's answers, so the view walks its inner source)."""
+        out = {}
+        for task, sources in self.sources.items():
+            walks = {n: getattr(s, "inner", s) for n, s in sources.items()}
+            walks = {n: s for n, s in walks.items() if isinstance(s, WalkSource)}
+            if walks:
+                out[task] = walks
+        return out
+
+    def _prepare_walks(self, snap: GraphSnapshot) -> None:
+        for walks in self._walk_sources().values():
+            for src in walks.values():
+                src.prepare(snap)
 
     def apply_events(self, cols) -> dict[str, int]:
         """Add events (:class:`graph.ingest.GraphColumns`) to the live graph, starting one if
@@ -347,9 +383,12 @@ class Recommender:
         return [self.tweet_candidates(u, k, **kwargs) for u in user_ids]
 
     # -- the pipeline ------------------------------------------------------------
-    def source_lists(self, task: str, users: np.ndarray) -> dict[str, sp.csr_matrix]:
+    def source_lists(
+        self, task: str, users: np.ndarray, skip: Iterable[str] = ()
+    ) -> dict[str, sp.csr_matrix]:
         """Stage 1 for a batch of users (dense indices): every weighted source's top ``depth``
-        candidates (history left out), normalised (:func:`retrieval.fusion.normalised_lists`)."""
+        candidates (history left out), normalised (:func:`retrieval.fusion.normalised_lists`).
+        Sources named in ``skip`` are left out (the live stage walks them on the walk view)."""
         task = self._check_fitted(task)
         users = np.asarray(users, np.int64)
         exclude = self._exclude[task][users]
@@ -358,13 +397,15 @@ class Recommender:
         return {
             name: normalised_lists(*src.candidates(users, self.config.depth, exclude), n, self.config.fusion)
             for name, src in self.sources[task].items()
-            if weights.get(name)
+            if weights.get(name) and name not in skip
         }
 
-    def fused_lists(self, task: str, users: np.ndarray) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
+    def fused_lists(
+        self, task: str, users: np.ndarray, skip: Iterable[str] = ()
+    ) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
         """Stages 1-2: :meth:`source_lists`, weighted and summed. Returns the fused rows and each
         source's weighted part."""
-        parts = self.source_lists(task, users)
+        parts = self.source_lists(task, users, tuple(skip))
         if not parts:
             return sp.csr_matrix((len(users), n_targets(self.snap, task)), dtype=np.float32), {}
         weights = self.config.weights(task)
@@ -402,13 +443,17 @@ class Recommender:
             log.info("ignored %d unknown ids in filters: %s", len(unknown), unknown[:5])
         request = self._live_filter(task, request)
         users = np.array([idx])
+        # The walks step over live edges on the latest fold, when there is one (one reference
+        # read once: a fold swapped in mid-call is used by the next call).
+        walk_snap = overlay.walks.snap if overlay is not None and overlay.walks is not None else None
+        walked = tuple(self._walk_sources().get(task, ())) if walk_snap is not None else ()
         if idx < self.snap.n_users:
-            fused, parts = self.fused_lists(task, users)
+            fused, parts = self.fused_lists(task, users, skip=walked)
         else:  # a user born since the snapshot: only the live stage knows them
             fused, parts = sp.csr_matrix((1, n_targets(self.snap, task)), dtype=np.float32), {}
         fresh = None
         if overlay is not None:
-            fused, parts, fresh = self._with_live(task, idx, fused, parts)
+            fused, parts, fresh = self._with_live(task, idx, fused, parts, walk_snap)
         if not request.is_empty and fused.nnz:
             fused.data[~request.keep(fused.indices)] = 0.0
             fused.eliminate_zeros()
@@ -522,20 +567,43 @@ class Recommender:
         )
         return (fused + extra).tocsr()
 
-    def _with_live(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict):
-        """Fusion with the live stage: the user's live history dropped from every list, and the
+    def _with_live(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, walk_snap=None):
+        """Fusion with the live stage: the walk sources' lists walked on ``walk_snap`` (the walk
+        view's fold, when there is one), the user's live history dropped from every list, and the
         candidates through live edges as one more normalised, weighted list (``live``), weighted
         as the task's strongest source. Returns the fused row, the parts and the live history."""
         overlay = self.overlay
         with overlay.live.lock:  # one consistent view of the live graph for the whole stage
-            return self._with_live_locked(task, idx, fused, parts)
+            return self._with_live_locked(task, idx, fused, parts, walk_snap)
 
-    def _with_live_locked(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict):
+    def _walked_on_fold(self, task: str, idx: int, walk_snap: GraphSnapshot, width: int) -> dict:
+        """Each weighted walk source's list for live user ``idx`` walked on the fold, in live
+        indices, normalised and weighted like :meth:`fused_lists`' parts."""
+        view, weights = self.overlay.walks, self.config.weights(task)
+        q = view.to_fold(walk_snap, idx)
+        if q < 0:  # the user was born after this fold
+            return {}
+        out = {}
+        for name, src in self._walk_sources().get(task, {}).items():
+            if not weights.get(name):
+                continue
+            ids, vals = src.candidates_on(walk_snap, np.array([q]), self.config.depth)
+            ids = view.from_fold(walk_snap, task, ids[0])[None, :]
+            out[name] = normalised_lists(ids, vals, width, self.config.fusion) * float(weights[name])
+        return out
+
+    def _with_live_locked(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, walk_snap):
         overlay = self.overlay
         fresh = overlay.exclusions(task, idx)
         width = overlay.n_targets(task)
         fused = fused.copy()
         fused.resize((1, width))
+        if walk_snap is not None:
+            walked = self._walked_on_fold(task, idx, walk_snap, width)
+            for part in walked.values():
+                fused = fused + part
+            fused = fused.tocsr()
+            parts = {**parts, **walked}
         if len(fresh) and fused.nnz:
             fused.data[np.isin(fused.indices, fresh)] = 0.0
             fused.eliminate_zeros()

@@ -227,6 +227,13 @@ def _cached(key: tuple, snap: GraphSnapshot, build):
     return value
 
 
+def forget(snap: GraphSnapshot) -> None:
+    """Drop the cached walk graphs of ``snap`` (a snapshot about to be replaced)."""
+    with _cache_lock:
+        for key in [key for key, (held, _) in _graph_cache.items() if held is snap]:
+            del _graph_cache[key]
+
+
 #: Per-snapshot walk graphs (Pixie graphs, undirected follow CSR), least recently used dropped
 #: first; an entry holds its snapshot, so a key's id() cannot be reused while it is cached.
 _graph_cache: OrderedDict = OrderedDict()
@@ -490,16 +497,34 @@ class WalkSource:
 
     def fit(self, snap: GraphSnapshot) -> WalkSource:
         self.snap = snap
+        self.prepare(snap)
         return self
+
+    def prepare(self, snap: GraphSnapshot) -> None:
+        """Build what a walk on ``snap`` reads (cached per snapshot: the undirected follow graph,
+        the Pixie weights), so that no served call pays for it."""
+        direction = self.params.get("direction")
+        declared = inspect.signature(type(self)._batch).parameters
+        if direction is None and "direction" in declared:
+            direction = declared["direction"].default
+        if direction is not None:
+            _follow_csr(snap, direction)
 
     def candidates(self, users: np.ndarray, k: int, exclude_rows=None) -> tuple[np.ndarray, np.ndarray]:
         if self.snap is None:
             raise InputError(f"source {self.name!r}: call fit() before candidates()")
+        return self.candidates_on(self.snap, users, k, exclude_rows)
+
+    def candidates_on(
+        self, snap: GraphSnapshot, users: np.ndarray, k: int, exclude_rows=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`candidates` walked on ``snap`` instead of the fitted snapshot (the live stage
+        walks the snapshot with the live edges folded in, :class:`retrieval.live.WalkView`)."""
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         params = dict(self.params)
         if len(users) <= 1:
             params["n_threads"] = 1
-        ids, vals = type(self)._batch(self.snap, users, k, **params)
+        ids, vals = type(self)._batch(snap, users, k, **params)
         # The walks rank best first, ties by lower id: the rule select_candidates applies.
         return filter_lists(ids, vals, k, exclude_rows)
 
@@ -511,13 +536,9 @@ class PixieSource(WalkSource):
     task = TASK_TWEETS
     _batch = staticmethod(pixie_candidates_batch)
 
-    def fit(self, snap: GraphSnapshot) -> PixieSource:
-        super().fit(snap)
+    def prepare(self, snap: GraphSnapshot) -> None:
         keys = ("kind_weights", "half_life_s", "stored_weights", "author_weight")
-        pixie_graph(
-            snap, **{k: self.params[k] for k in keys if k in self.params}
-        )  # weights now, not per call
-        return self
+        pixie_graph(snap, **{k: self.params[k] for k in keys if k in self.params})  # weights now
 
 
 class PPRSource(WalkSource):

@@ -286,3 +286,101 @@ def test_the_live_stage_is_off_until_attached(graph):
     other = generate(50, avg_follows=3, avg_engagements=3, seed=9).snapshot()
     with pytest.raises(Exception, match="extends snapshot"):
         plain.attach_live(LiveGraph(other))
+
+
+# -- the walks over live edges (the walk view) -------------------------------------------------
+
+
+def _walk_lists(rec, task: str, users_ext) -> dict:
+    """Each walk source's weighted list per user, as {source: {user: {target id: value}}}."""
+    out: dict = {}
+    width = rec.overlay.n_targets(task) if rec.overlay is not None else None
+    for uid in users_ext:
+        if rec.overlay is not None:
+            idx = rec.overlay.user_index(uid)
+            parts = rec._walked_on_fold(task, idx, rec.overlay.walks.snap, width)
+            ext = lambda t: rec.overlay.external_ids(task, t)  # noqa: E731
+        else:
+            idx = int(rec.snap.user_index([uid])[0])
+            walks = rec._walk_sources()[task]
+            parts = rec.source_lists(task, np.array([idx]))
+            weights = rec.config.weights(task)
+            parts = {n: m * weights[n] for n, m in parts.items() if n in walks}
+            ids = rec.snap.user_ids if task == "follows" else rec.snap.tweet_ids
+            ext = lambda t, ids=ids: np.asarray(ids)[t]  # noqa: E731
+        for name, m in parts.items():
+            row = m.tocsr()[0]
+            out.setdefault(name, {})[uid] = dict(
+                zip(ext(row.indices).tolist(), np.round(row.data, 6).tolist())
+            )
+    return out
+
+
+def test_walks_step_over_live_edges_as_on_a_fresh_snapshot_of_every_event(graph):
+    cols, base, events = _split(graph, 0.2, seed=11)
+    rec = Recommender(_snapshot(base))
+    rec.attach_live(LiveGraph(rec.snap))
+    rec.apply_events(events)
+    assert rec.overlay.walks is not None and rec.overlay.walks.snap is None
+    assert rec.refresh_walks() and not rec.refresh_walks()  # nothing new: no second fold
+    fresh = Recommender(fold(rec.live))  # what a compaction would serve
+    users = [int(u) for u in rec.snap.user_ids[:: max(1, rec.snap.n_users // 12)]]
+    for task in ("follows", "tweets"):
+        live, batch = _walk_lists(rec, task, users), _walk_lists(fresh, task, users)
+        assert set(live) == set(batch) and live  # pixie / ppr / salsa all walked
+        assert live == batch
+    # the answers use them: walk sources in the served contributions, history still left out
+    uid = users[1]
+    got = rec.who_to_follow(uid, 50)
+    assert any(set(r.sources) & {"ppr", "salsa"} for r in got)
+    f = fold(rec.live)
+    u = int(f.user_index([uid])[0])
+    mine = set(f.user_ids[f.follow_out_indices[f.follow_out_indptr[u] : f.follow_out_indptr[u + 1]]].tolist())
+    assert not mine & set(_ids(got))
+
+
+def test_a_user_born_since_the_snapshot_gets_walk_candidates_after_the_next_fold(rec):
+    snap = rec.snap
+    rec.attach_live(LiveGraph(snap))
+    new_user = 10**9
+    followees = [int(snap.user_ids[i]) for i in (3, 4, 5)]
+    rec.apply_events(_columns(users=[new_user], follow_src=[new_user] * 3, follow_dst=followees))
+    before = rec.who_to_follow(new_user, 50, strict=True)
+    assert not any(set(r.sources) & {"ppr", "salsa"} for r in before)
+    rec.refresh_walks()
+    after = rec.who_to_follow(new_user, 50, strict=True)
+    walked = [r for r in after if set(r.sources) & {"ppr", "salsa"}]
+    assert walked and all(r.reason for r in walked)
+    assert not set(followees) & set(_ids(after)) and new_user not in _ids(after)
+
+
+def test_the_walk_view_folds_in_the_background_and_drops_replaced_folds(graph):
+    import time
+
+    from retrieval import walk_sources
+
+    cols, base, events = _split(graph, 0.2, seed=12)
+    rec = Recommender(_snapshot(base))
+    rec.attach_live(LiveGraph(rec.snap), walk_refresh_s=0.05)
+    view = rec.overlay.walks
+    try:
+        half = len(events.follow_src) // 2
+        folds = []
+        for part in (slice(0, half), slice(half, None)):
+            rec.apply_events(_columns(follow_src=events.follow_src[part], follow_dst=events.follow_dst[part]))
+            target = rec.live.n_edges
+            deadline = time.monotonic() + 60
+            while (view.snap is None or view.snap.n_follows < rec.snap.n_follows + target) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+            assert view.snap is not None and view.snap.n_follows == rec.snap.n_follows + target
+            folds.append(view.snap)
+        assert view.folds >= 2 and folds[0] is not folds[1]
+        with walk_sources._cache_lock:
+            held = [s for s, _ in walk_sources._graph_cache.values()]
+        assert any(s is folds[1] for s in held)  # the current fold's walk graphs are built
+        assert not any(s is folds[0] for s in held)  # the replaced fold's are gone
+    finally:
+        rec.attach_live(None)
+    assert view._thread is None  # detaching stops the fold thread

@@ -110,3 +110,24 @@ def test_a_user_born_after_the_snapshot_and_invalid_events(live_server, kafka_bo
         return len(invalid) == 2 and all(int(v) == 2 for v in invalid) and all(int(e) >= 3 for e in edges)
 
     _until(reported, "both workers report the live feed in /metrics (2 invalid events, live edges)")
+
+
+def test_the_walks_step_over_live_edges_on_every_worker(live_server, kafka_bootstrap):
+    server, snap, topic, _ = live_server
+    newcomer = 10**10 + 7
+    followees = [int(snap.user_ids[i]) for i in (11, 12)]
+    produce_events(
+        kafka_bootstrap, topic, [{"event": "follow", "user": newcomer, "target": f} for f in followees]
+    )
+
+    def walked_everywhere() -> bool:  # PPR / SALSA only know the newcomer once a fold has them
+        for _ in range(6):
+            status, body, _ = call(server, "GET", f"/v1/users/{newcomer}/who-to-follow?k=50&strict=true")
+            if status != 200 or not any({"ppr", "salsa"} & set(i["sources"]) for i in body["items"]):
+                return False
+        return True
+
+    _until(walked_everywhere, "walk candidates for a user born after the snapshot on every worker")
+    metrics = call(server, "GET", "/metrics")[1]
+    folds = re.findall(r'graphrec_live_walk_folds_total\{worker="\d+"\} (\d+)', metrics)
+    assert len(folds) == 2 and all(int(f) >= 1 for f in folds)

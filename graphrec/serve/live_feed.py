@@ -44,10 +44,13 @@ class LiveSettings:
     start: str = "snapshot"  # "snapshot": a minute before its newest event; "earliest": the whole topic
     batch_size: int = 5000
     max_wait_ms: int = 10
+    walk_refresh_s: float = 1.0  # folds of the live graph for the walks; 0: walks read the snapshot
 
     def __post_init__(self) -> None:
         if self.start not in ("snapshot", "earliest"):
             raise GraphRecError(f"--live-start must be snapshot or earliest, got {self.start!r}")
+        if not (self.walk_refresh_s >= 0 and self.walk_refresh_s < float("inf")):
+            raise GraphRecError(f"--live-walk-refresh must be >= 0 seconds, got {self.walk_refresh_s}")
         if self.batch_size < 1 or self.max_wait_ms < 1:
             raise GraphRecError("the live feed's batch size and wait must be positive")
 
@@ -78,7 +81,8 @@ class LiveFeed:
         from graph.live import LiveGraph
 
         if self.rec.live is None:
-            self.rec.attach_live(LiveGraph(self.rec.snap))
+            refresh = self.settings.walk_refresh_s or None
+            self.rec.attach_live(LiveGraph(self.rec.snap), walk_refresh_s=refresh)
         self._thread = threading.Thread(target=self._run, name=f"graphrec-live-{self.worker}", daemon=True)
         self._thread.start()
         return self

@@ -24,7 +24,9 @@ _ID_BYTES = 64
 _ALIVE, _GENERATION, _NEWEST_EVENT, _LOADED_AT = 0, 1, 2, 3
 # the live feed, when the server follows an events topic
 _LIVE_APPLIED, _LIVE_INVALID, _LIVE_LAG, _LIVE_EDGES, _LIVE_BYTES, _LIVE_AT, _LIVE_ON = 4, 5, 6, 7, 8, 9, 10
-_N_GAUGES = 11
+# the walk view (folds of the live graph for the walks)
+_WALK_FOLDS, _WALK_FOLD_S, _WALK_FOLD_EDGES = 11, 12, 13
+_N_GAUGES = 14
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -71,12 +73,25 @@ class SharedMetrics:
         gauges[_ALIVE] = 1
 
     def set_live(
-        self, worker: int, *, applied: int, invalid: int, lag: int, edges: int, nbytes: int, at: float
+        self,
+        worker: int,
+        *,
+        applied: int,
+        invalid: int,
+        lag: int,
+        edges: int,
+        nbytes: int,
+        at: float,
+        folds: int = 0,
+        fold_s: float = 0.0,
+        fold_edges: int = 0,
     ) -> None:
-        """The worker's live feed: events applied and invalid, lag, live edges and their bytes."""
+        """The worker's live feed: events applied and invalid, lag, live edges and their bytes;
+        its walk view: folds so far, the last one's seconds and the live edges it holds."""
         g = self._views["gauges"][worker]
         g[_LIVE_APPLIED], g[_LIVE_INVALID], g[_LIVE_LAG] = applied, invalid, lag
         g[_LIVE_EDGES], g[_LIVE_BYTES], g[_LIVE_AT], g[_LIVE_ON] = edges, nbytes, at, 1
+        g[_WALK_FOLDS], g[_WALK_FOLD_S], g[_WALK_FOLD_EDGES] = folds, fold_s, fold_edges
 
     def set_alive(self, worker: int, alive: bool) -> None:
         self._views["gauges"][worker, _ALIVE] = 1.0 if alive else 0.0
@@ -187,6 +202,24 @@ class SharedMetrics:
                 "# TYPE graphrec_live_applied_timestamp_seconds gauge",
                 *(
                     f'graphrec_live_applied_timestamp_seconds{{worker="{w}"}} {gauges[w, _LIVE_AT]:.3f}'
+                    for w in rows
+                ),
+                "# HELP graphrec_live_walk_folds_total Folds of the live graph swapped in for the walks.",
+                "# TYPE graphrec_live_walk_folds_total counter",
+                *(
+                    f'graphrec_live_walk_folds_total{{worker="{w}"}} {int(gauges[w, _WALK_FOLDS])}'
+                    for w in rows
+                ),
+                "# HELP graphrec_live_walk_fold_seconds Time the last fold took (fold + walk graphs).",
+                "# TYPE graphrec_live_walk_fold_seconds gauge",
+                *(
+                    f'graphrec_live_walk_fold_seconds{{worker="{w}"}} {gauges[w, _WALK_FOLD_S]:.4f}'
+                    for w in rows
+                ),
+                "# HELP graphrec_live_walk_edges Live edges the walks step over (the last fold's).",
+                "# TYPE graphrec_live_walk_edges gauge",
+                *(
+                    f'graphrec_live_walk_edges{{worker="{w}"}} {int(gauges[w, _WALK_FOLD_EDGES])}'
                     for w in rows
                 ),
             ]

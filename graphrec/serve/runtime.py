@@ -178,6 +178,7 @@ class WorkerRuntime:
         while True:
             live, st = self.model.rec.live if self.model else None, feed.stats
             if self.metrics is not None and live is not None:
+                view = self.model.rec.overlay.walks if self.model.rec.overlay is not None else None
                 self.metrics.set_live(
                     self.worker,
                     applied=st.applied,
@@ -186,6 +187,9 @@ class WorkerRuntime:
                     edges=live.n_edges,
                     nbytes=live.nbytes,
                     at=st.last_applied_at,
+                    folds=view.folds if view is not None else 0,
+                    fold_s=view.last_build_s if view is not None else 0.0,
+                    fold_edges=view.fold_edges if view is not None else 0,
                 )
             await asyncio.sleep(0.5)
 
