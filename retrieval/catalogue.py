@@ -92,6 +92,15 @@ def _walk(cls: type[walks.WalkSource], snap: GraphSnapshot, ctx: BuildContext, *
     return cls(seed=ctx.seed, **params, **budget)
 
 
+def per_call_walk(source: walks.WalkSource) -> walks.WalkSource:
+    """``source`` with the per-call budgets (Monte Carlo PPR): what a served call can walk when
+    the snapshot's precomputed table does not hold the answer (the live stage's walk view)."""
+    params = {**source.params, **PER_CALL_WALK_BUDGETS.get(source.name, {})}
+    if isinstance(source, walks.PPRSource):
+        params["mode"] = "montecarlo"
+    return type(source)(**params)
+
+
 def _ppr(snap: GraphSnapshot, ctx: BuildContext):
     if not snap.n_follows:
         return None

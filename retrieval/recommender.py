@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +28,14 @@ from graph.ranking import select_candidates
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, TASKS, check_task, exclusion_matrix, n_targets, target_ids
 from retrieval import explain
-from retrieval.catalogue import DEFAULT_DEPTH, BuildContext, build_sources, check_weights, default_weights
+from retrieval.catalogue import (
+    DEFAULT_DEPTH,
+    BuildContext,
+    build_sources,
+    check_weights,
+    default_weights,
+    per_call_walk,
+)
 from retrieval.diversity import cap_exposure_share, cap_per_group, mmr
 from retrieval.filters import FilterOptions, RequestFilter, compile_filters
 from retrieval.fusion import check_fusion, fuse, normalised_lists
@@ -158,6 +166,8 @@ class Recommender:
 
     #: The live stage (:meth:`attach_live`); None serves the snapshot alone.
     overlay: LiveOverlay | None = None
+    #: The walk sources the live stage walks on the walk view, by task (set by attach_live).
+    _live_walks: Mapping[str, Mapping[str, WalkSource]] = MappingProxyType({})
 
     def _derive_from_snapshot(self) -> None:
         """Per task, the history exclusions and the cold-start popularity (saved with the model)."""
@@ -276,7 +286,8 @@ class Recommender:
         if old is not None and old.walks is not None:
             old.walks.stop()
         self.overlay = LiveOverlay(live) if live is not None else None
-        if self.overlay is None or not self._walk_sources():
+        self._live_walks = self._walk_sources() if live is not None else {}
+        if not self._live_walks:
             return
         self.overlay.walks = WalkView(
             live, self._prepare_walks, forget_walk_graphs, walk_refresh_s or WalkView.DEFAULT_REFRESH_S
@@ -291,18 +302,22 @@ class Recommender:
         return self.overlay.walks.refresh()
 
     def _walk_sources(self) -> dict[str, dict[str, WalkSource]]:
-        """The fitted random-walk sources by task (the ones the walk view serves; a precomputed
-        walk's table holds the snapshot's answers, so the view walks its inner source)."""
+        """The random-walk sources by task that the walk view walks: the fitted ones, and for a
+        precomputed walk (its table holds the snapshot's answers) its walk with the per-call
+        budgets."""
         out = {}
         for task, sources in self.sources.items():
-            walks = {n: getattr(s, "inner", s) for n, s in sources.items()}
+            walks = {
+                n: per_call_walk(s.inner) if isinstance(getattr(s, "inner", None), WalkSource) else s
+                for n, s in sources.items()
+            }
             walks = {n: s for n, s in walks.items() if isinstance(s, WalkSource)}
             if walks:
                 out[task] = walks
         return out
 
     def _prepare_walks(self, snap: GraphSnapshot) -> None:
-        for walks in self._walk_sources().values():
+        for walks in self._live_walks.values():
             for src in walks.values():
                 src.prepare(snap)
 
@@ -446,7 +461,7 @@ class Recommender:
         # The walks step over live edges on the latest fold, when there is one (one reference
         # read once: a fold swapped in mid-call is used by the next call).
         walk_snap = overlay.walks.snap if overlay is not None and overlay.walks is not None else None
-        walked = tuple(self._walk_sources().get(task, ())) if walk_snap is not None else ()
+        walked = tuple(self._live_walks.get(task, ())) if walk_snap is not None else ()
         if idx < self.snap.n_users:
             fused, parts = self.fused_lists(task, users, skip=walked)
         else:  # a user born since the snapshot: only the live stage knows them
@@ -584,7 +599,7 @@ class Recommender:
         if q < 0:  # the user was born after this fold
             return {}
         out = {}
-        for name, src in self._walk_sources().get(task, {}).items():
+        for name, src in self._live_walks.get(task, {}).items():
             if not weights.get(name):
                 continue
             ids, vals = src.candidates_on(walk_snap, np.array([q]), self.config.depth)

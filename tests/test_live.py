@@ -292,27 +292,17 @@ def test_the_live_stage_is_off_until_attached(graph):
 
 
 def _walk_lists(rec, task: str, users_ext) -> dict:
-    """Each walk source's weighted list per user, as {source: {user: {target id: value}}}."""
+    """Each walk source's weighted list per user on the walk view's snapshot, as
+    {source: {user: {target id: value}}}."""
     out: dict = {}
-    width = rec.overlay.n_targets(task) if rec.overlay is not None else None
+    width = rec.overlay.n_targets(task)
     for uid in users_ext:
-        if rec.overlay is not None:
-            idx = rec.overlay.user_index(uid)
-            parts = rec._walked_on_fold(task, idx, rec.overlay.walks.snap, width)
-            ext = lambda t: rec.overlay.external_ids(task, t)  # noqa: E731
-        else:
-            idx = int(rec.snap.user_index([uid])[0])
-            walks = rec._walk_sources()[task]
-            parts = rec.source_lists(task, np.array([idx]))
-            weights = rec.config.weights(task)
-            parts = {n: m * weights[n] for n, m in parts.items() if n in walks}
-            ids = rec.snap.user_ids if task == "follows" else rec.snap.tweet_ids
-            ext = lambda t, ids=ids: np.asarray(ids)[t]  # noqa: E731
+        idx = rec.overlay.user_index(uid)
+        parts = rec._walked_on_fold(task, idx, rec.overlay.walks.snap, width)
         for name, m in parts.items():
             row = m.tocsr()[0]
-            out.setdefault(name, {})[uid] = dict(
-                zip(ext(row.indices).tolist(), np.round(row.data, 6).tolist())
-            )
+            ext = rec.overlay.external_ids(task, row.indices)
+            out.setdefault(name, {})[uid] = dict(zip(ext.tolist(), np.round(row.data, 6).tolist()))
     return out
 
 
@@ -323,7 +313,9 @@ def test_walks_step_over_live_edges_as_on_a_fresh_snapshot_of_every_event(graph)
     rec.apply_events(events)
     assert rec.overlay.walks is not None and rec.overlay.walks.snap is None
     assert rec.refresh_walks() and not rec.refresh_walks()  # nothing new: no second fold
-    fresh = Recommender(fold(rec.live))  # what a compaction would serve
+    fresh = Recommender(fold(rec.live))  # what a compaction would serve, walked on its snapshot
+    fresh.attach_live(LiveGraph(fresh.snap))
+    fresh.overlay.walks.snap = fresh.snap
     users = [int(u) for u in rec.snap.user_ids[:: max(1, rec.snap.n_users // 12)]]
     for task in ("follows", "tweets"):
         live, batch = _walk_lists(rec, task, users), _walk_lists(fresh, task, users)
