@@ -92,6 +92,12 @@ def add_embed_parser(subparsers) -> argparse.ArgumentParser:
     wb.add_argument(
         "--no-write-back", dest="write_back", action="store_false", help="do not write embeddings to Neo4j"
     )
+    p.add_argument(
+        "--allow-below-popularity",
+        action="store_true",
+        help="publish the model even when it does not beat popularity on its validation carve "
+        "(by default such a model is refused: no artifact, exit code 2)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_embed)
@@ -120,6 +126,7 @@ def cmd_embed(args) -> int:
         resume=args.resume,
         write_back=args.write_back,
         progress=not args.no_progress,
+        allow_below_popularity=args.allow_below_popularity,
     )
     m = report.metrics
     print(f"artifact {report.artifact} (snapshot {report.snapshot_id})")
@@ -128,6 +135,10 @@ def cmd_embed(args) -> int:
         print(
             f"  best validation recall@20 {best:.4f} at epoch {m.get('best_epoch')}; {m.get('epochs_run')} epochs, {m.get('train_seconds', 0):.1f}s training on {m.get('device')}"
         )
+    pop = m.get("popularity_val_recall@20")
+    if m.get("beats_popularity") is not None and pop is not None:
+        verdict = "beats" if m["beats_popularity"] else "DOES NOT BEAT"
+        print(f"  {verdict} popularity on validation (recall@20 {pop:.4f})")
     for label, n in report.written.items():
         print(f"  wrote {n:,} {label} embeddings to Neo4j (vector index {label.lower()}_embedding)")
     print(f"done in {report.seconds:.1f}s")

@@ -18,12 +18,17 @@ import numpy as np
 
 from gnn import artifacts
 from gnn.pipeline import Embeddings
-from graph.errors import InputError
+from graph.errors import GraphRecError, InputError
 from graph.snapshot import GraphSnapshot
 
 log = logging.getLogger(__name__)
 
 MODELS = ("lightgcn", "sage")
+
+
+class BelowPopularityError(GraphRecError):
+    """The trained model does not beat popularity on its validation carve, so the job does not
+    publish it (``allow_below_popularity`` / ``--allow-below-popularity`` overrides)."""
 
 
 @dataclass
@@ -136,8 +141,15 @@ def run_embed(
     resume: bool = False,
     write_back: bool | None = None,
     progress: bool = True,
+    allow_below_popularity: bool = False,
 ) -> EmbedReport:
-    """Run the whole job; ``write_back=None`` writes back exactly when the source is Neo4j."""
+    """Run the whole job; ``write_back=None`` writes back exactly when the source is Neo4j.
+
+    A model whose validation recall@k does not beat popularity's on the same validation carve
+    (``beats_popularity`` in the artifact's ``metrics.json``) is not published: no artifact,
+    no write-back, :class:`BelowPopularityError` (its checkpoint is kept, so ``resume=True``
+    with ``allow_below_popularity=True`` publishes it without retraining).
+    """
     from gnn.pipeline import fit_lightgcn, fit_sage
 
     if model not in MODELS:
@@ -159,6 +171,7 @@ def run_embed(
         res = fit(snap, task, params=params, checkpoint=ckpt, resume=resume, init_from=init_from)
         if init_from is not None:
             res.metrics["fine_tuned_from"] = str(init_from)
+        _check_guard(res, allow_below_popularity)
         path = save_embeddings(res, snap, out, checkpoint=ckpt, snapshot_info=info)
         version = path.name
         written: dict[str, int] = {}
@@ -176,6 +189,26 @@ def run_embed(
         if store is not None:
             store.close()
     return EmbedReport(path, version, snap.snapshot_id, res.metrics, written, time.perf_counter() - t0)
+
+
+def _check_guard(res: Embeddings, allow: bool) -> None:
+    """Refuse (:class:`BelowPopularityError`) a model that does not beat popularity on validation,
+    unless ``allow``; then it is published with ``beats_popularity: false`` in its metrics."""
+    if res.metrics.get("beats_popularity") is not False:
+        return
+    k = res.config.get("train", {}).get("k", 20)
+    best, pop = res.metrics.get(f"val_recall@{k}"), res.metrics.get(f"popularity_val_recall@{k}")
+    if allow:
+        log.warning(
+            "publishing a %s model below popularity (allowed): %.4f vs %.4f", res.model_kind, best, pop
+        )
+        return
+    raise BelowPopularityError(
+        f"the trained {res.model_kind} model does not beat popularity on its validation carve "
+        f"(recall@{k} {best:.4f} vs popularity {pop:.4f}), so no artifact was published: its "
+        "embeddings would rank worse than the most popular items. Pass --allow-below-popularity "
+        "(with --resume: no retraining) to publish it anyway"
+    )
 
 
 def _checkpoint_path(path: str | Path) -> Path:

@@ -19,7 +19,10 @@ Losses (``TrainConfig.loss``):
   ``hard_negative_candidates`` draws), and L2 regularisation of the batch rows.
 
 Early stopping watches recall@k on a validation split carved from the training positives
-(:func:`gnn.data.carve_early_stopping`); the best state is restored at the end, and
+(:func:`gnn.data.carve_early_stopping`), starting with the untrained state (``eval_start``:
+training never returns something that validates worse than its warm start); the result
+also records popularity's recall@k on the same carve (``popularity_metric``, the floor the
+validation guard of :mod:`gnn.pipeline` compares against); the best state is restored at the end, and
 ``refit_epochs`` more epochs may then train it on training plus validation positives (the
 carve only chooses the epoch; its edges are training data the final model should see).
 """
@@ -86,6 +89,10 @@ class TrainConfig:
     temperature: float = 0.15
     cosine: bool = True  # softmax over cosine similarities (else raw dot products)
     eval_every: int = 1
+    # Validate the starting state (the warm start, or a fine-tuned checkpoint) before the first
+    # epoch: it is the best state until an epoch beats it, so training never returns a model
+    # that validates worse than its start, and the refit is skipped when no epoch did.
+    eval_start: bool = True
     patience: int = 5
     k: int = 20
     seed: int = 0
@@ -187,6 +194,10 @@ class TrainResult:
     train_seconds: float = 0.0
     stopped: str = ""
     refit_epochs: int = 0  # epochs run on training plus validation positives after the best epoch
+    # popularity's recall@k on the same validation carve (the floor a model must clear; None
+    # without a validation carve)
+    popularity_metric: float | None = None
+    start_metric: float | None = None  # validation recall@k of the starting state (``eval_start``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,8 +252,9 @@ class Trainer:
         ``checkpoint``: file written (atomically) every ``checkpoint_every`` epochs; with
         ``resume=True`` and an existing file, training continues from it (the file must come
         from the same model configuration and data, else :class:`~gnn.checkpoints.CheckpointError`).
-        ``on_eval(record)`` is called after each evaluation and each refit epoch (its record has
-        ``refit`` and no validation metrics), outside the timed part.
+        ``on_eval(record)`` is called after each evaluation (epoch 0: the starting state, with
+        ``eval_start``) and each refit epoch (its record has ``refit`` and no validation
+        metrics), outside the timed part.
         """
         det = self.config.deterministic and self.device.type == "cpu"
         previous = torch.are_deterministic_algorithms_enabled()
@@ -273,16 +285,42 @@ class Trainer:
             "val_users": users,
         }
 
+    def validate_popularity(self, task: EmbeddingTask, excl=None, truth=None) -> dict:
+        """What :meth:`validate` measures, for popularity: every user gets the targets with the
+        most training positives (their own training targets left out)."""
+        cfg = self.config
+        excl = excl if excl is not None else [_exclusion(p) for p in task.train]
+        truth = truth if truth is not None else [p.matrix() for p in task.val]
+        rec, nd = [], []
+        for p, ex, tr in zip(task.train, excl, truth):
+            counts = np.bincount(p.targets, minlength=p.n_targets)
+            # rank as the score (ties broken by index): deterministic, exact in float32
+            order = np.lexsort((np.arange(p.n_targets), -counts))
+            score = np.empty(p.n_targets, np.float32)
+            score[order] = np.arange(p.n_targets, 0, -1, dtype=np.float32)
+            m = evaluate_embeddings(torch.ones(p.n_users, 1), torch.from_numpy(score)[:, None], tr, ex, cfg.k)
+            rec.append(m[f"recall@{cfg.k}"])
+            nd.append(m[f"ndcg@{cfg.k}"])
+        return {f"val_recall@{cfg.k}": float(np.mean(rec)), f"val_ndcg@{cfg.k}": float(np.mean(nd))}
+
     # -- the run, step by step -------------------------------------------------------
     def _fit(self, task: EmbeddingTask, checkpoint, resume: bool, on_eval) -> TrainResult:
         run = self._start(task, checkpoint, on_eval)
         if resume and checkpoint is not None and Path(checkpoint).exists() and self._resume(run):
             return run.result  # a finished run: nothing left to train
         self._prepare(run)
+        if run.start_epoch == 0 and self.config.eval_start and task.val:
+            self._evaluate_start(run)
         self._train_main(run)
         if run.best_state is not None:
             task.model.load_state_dict(run.best_state)
-        if run.refit:
+        if run.refit and run.result.best_epoch == 0:
+            log.warning(
+                "no epoch beat the starting state on validation (recall@%d %.4f): keeping it, no refit",
+                self.config.k,
+                run.result.best_metric,
+            )
+        elif run.refit:
             self._refit(run)
             run.best_state = _state_copy(task.model)
             if checkpoint is not None:
@@ -336,6 +374,23 @@ class Trainer:
         run.stale = 0 if not run.result.history else _stale(run.result)
         run.t_train = run.result.train_seconds
         run.grow = sum(len(p) for p in task.val) / max(total, 1) + 1.0
+        if task.val and sum(len(p) for p in task.val) and run.result.popularity_metric is None:
+            pop = self.validate_popularity(task, run.excl, run.truth)
+            run.result.popularity_metric = pop[f"val_recall@{self.config.k}"]
+
+    def _evaluate_start(self, run: _Run) -> None:
+        """Validate the starting state: the best state (epoch 0) until an epoch beats it."""
+        t1 = time.perf_counter()
+        metrics = self.validate(run.task, run.excl, run.truth)
+        run.t_train += time.perf_counter() - t1
+        metric = metrics[f"val_recall@{self.config.k}"]
+        run.result.train_seconds = run.t_train
+        run.result.start_metric = run.result.best_metric = metric
+        run.result.best_epoch = 0
+        run.best_state = _state_copy(run.task.model)
+        log.info("start: val_recall@%d=%s", self.config.k, _fmt(metric))
+        if run.on_eval is not None:  # epoch 0, not in the history (which counts trained epochs)
+            run.on_eval({"epoch": 0, "seconds": round(run.t_train, 3), **metrics, "model": run.task.model})
 
     def _train_main(self, run: _Run) -> None:
         """The epochs before the refit, until the last one, early stopping or the time budget."""

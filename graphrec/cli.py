@@ -314,6 +314,11 @@ def _add_tune(sub) -> None:
         "--val-users", type=int, default=2000, help="validation users sampled per task (default: %(default)s)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default: %(default)s)")
+    p.add_argument(
+        "--embeddings",
+        help="the embedding artifact (`graphrec embed --out`) the recommender will serve: its source is "
+        "switched off, with the reason in the config, when the model does not beat popularity on validation",
+    )
     p.set_defaults(func=cmd_tune)
 
 
@@ -334,11 +339,20 @@ def cmd_tune(args) -> int:
         with open_store(args.store) as store:
             snap = export_snapshot(store, progress=False)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    config, report = tune_config(snap, tasks=tasks, val_users=args.val_users, seed=args.seed)
+    metrics = None
+    if args.embeddings:
+        from gnn.artifacts import load_artifact
+
+        metrics = load_artifact(args.embeddings, snapshot_id=snap.snapshot_id).metrics
+    config, report = tune_config(
+        snap, tasks=tasks, val_users=args.val_users, seed=args.seed, embedding_metrics=metrics
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     config.save(out)
     for task, rep in report.items():
+        if "embedding" in rep:
+            print(f"{task}: embedding source {rep['embedding']}")
         if "skipped" in rep:
             print(f"{task}: skipped ({rep['skipped']})")
             continue

@@ -8,15 +8,21 @@ maximise recall@k on the held-out items (:func:`retrieval.tuning.coordinate_asce
 result is a :class:`~retrieval.recommender.RecommenderConfig`, saved as JSON by
 ``graphrec tune``.
 
-The embedding source keeps its configured weight: embeddings are trained on the whole
-snapshot, validation edges included, so scoring it on them would overrate it.
+The embedding source is not tuned: embeddings are trained on the whole snapshot,
+validation edges included, so scoring it on this carve would overrate it. Its gate is the
+model's own validation: the embedding job measures the model against popularity on a carve
+the model never trained on (``beats_popularity`` in the artifact's metrics). Given those
+metrics (``embedding_metrics``), a model that does not beat popularity has its source
+switched off (weight 0), with the reason in the config's ``switched_off``; otherwise the
+source keeps its configured weight.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +48,7 @@ def tune_config(
     k: int = 20,
     seed: int = 0,
     batch_size: int = 1024,
+    embedding_metrics: Mapping | None = None,
 ) -> tuple[RecommenderConfig, dict]:
     """Source weights for ``tasks`` tuned on a validation carve of ``snap``; returns (config, report).
 
@@ -49,6 +56,9 @@ def tune_config(
     tasks not tuned (or without data) and of untunable sources (embeddings) come from
     ``base``. The report holds, per task, the weights, the fused and single-source validation
     recall@k, the number of validation users and the seconds spent.
+
+    ``embedding_metrics``: the ``metrics.json`` of the embedding artifact the recommender
+    will serve (``Artifact.metrics``); see the module docstring.
     """
     config = base or RecommenderConfig()
     if val_users < 1:
@@ -56,15 +66,16 @@ def tune_config(
     report: dict[str, dict] = {}
     for task in tasks:
         check_task(task)
+        config = _gate_embedding(config, task, embedding_metrics, report.setdefault(task, {}))
         if not (snap.n_engagements if task == TASK_TWEETS else snap.n_follows):
             what = "engagements" if task == TASK_TWEETS else "follows"
-            report[task] = {"skipped": f"the snapshot has no {what}"}
+            report[task]["skipped"] = f"the snapshot has no {what}"
             continue
         t0 = time.perf_counter()
         val_train, truth = carve_validation(snap, task, seed=seed)
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
         if not len(users):
-            report[task] = {"skipped": "no user has enough items to hold some out"}
+            report[task]["skipped"] = "no user has enough items to hold some out"
             continue
         if len(users) > val_users:
             users = np.sort(np.random.default_rng(seed).choice(users, val_users, replace=False))
@@ -77,12 +88,12 @@ def tune_config(
         )
         lists = _source_lists(trial, task, users, batch_size)
         if not lists:
-            report[task] = {"skipped": "no source can be fed by this snapshot"}
+            report[task]["skipped"] = "no source can be fed by this snapshot"
             continue
         tuned, fused, single = coordinate_ascent(lists, truth[users], k=k)
         kept = {n: w for n, w in config.weights(task).items() if not tunable(task, n)}
         config = config.with_weights(task, {**tuned, **kept})
-        report[task] = {
+        report[task] |= {
             "weights": tuned,
             f"val_recall@{k}": fused,
             f"single_source_val_recall@{k}": single,
@@ -91,6 +102,34 @@ def tune_config(
         }
         log.info("tuned %s weights %s (validation recall@%d %.4f)", task, tuned, k, fused)
     return config, report
+
+
+def _gate_embedding(
+    config: RecommenderConfig, task: str, metrics: Mapping | None, report: dict
+) -> RecommenderConfig:
+    """``config`` with ``task``'s embedding source switched off (weight 0, reason recorded) when
+    ``metrics`` say the model does not beat popularity on its validation carve."""
+    if metrics is None or not config.weights(task).get("embedding"):
+        return config
+    beats = metrics.get("beats_popularity")
+    key = next((m for m in metrics if str(m).startswith("popularity_val_recall@")), None)
+    if beats is None or key is None:
+        report["embedding"] = "kept: the artifact has no validation check against popularity"
+        return config
+    k = key.rsplit("@", 1)[1]
+    model, pop = metrics.get(f"val_recall@{k}"), metrics[key]
+    figures = f"validation recall@{k} {model:.4f} vs popularity {pop:.4f}"
+    if beats:
+        report["embedding"] = f"kept: beats popularity on its validation carve ({figures})"
+        return config
+    reason = f"does not beat popularity on its validation carve ({figures})"
+    log.warning("switching the %s embedding source off: it %s", task, reason)
+    report["embedding"] = f"switched off: {reason}"
+    switched = {t: dict(r) for t, r in config.switched_off.items()}
+    switched.setdefault(task, {})["embedding"] = reason
+    return dataclasses.replace(
+        config.with_weights(task, {**config.weights(task), "embedding": 0.0}), switched_off=switched
+    )
 
 
 def _source_lists(

@@ -90,6 +90,9 @@ class RecommenderConfig:
     fusion: str = "score"
     depth: int = DEFAULT_DEPTH
     seed: int = 0
+    #: task -> source -> why the tuning gate set that source's weight to 0 (e.g. an embedding
+    #: source whose model did not beat popularity on validation)
+    switched_off: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_weights(TASK_TWEETS, self.tweet_weights)
@@ -97,6 +100,12 @@ class RecommenderConfig:
         check_fusion(self.fusion)
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
             raise GraphRecError(f"depth must be a positive integer, got {self.depth!r}")
+        if not isinstance(self.switched_off, dict) or not all(
+            isinstance(v, dict) for v in self.switched_off.values()
+        ):
+            raise GraphRecError("switched_off must map a task to {source: reason}")
+        for task, reasons in self.switched_off.items():
+            check_weights(task, dict.fromkeys(reasons, 0.0))  # known task and source names
 
     def weights(self, task: str) -> dict[str, float]:
         return self.tweet_weights if check_task(task) == TASK_TWEETS else self.follow_weights
@@ -118,7 +127,7 @@ class RecommenderConfig:
             raise GraphRecError(f"{path}: cannot read a recommender config: {exc}") from exc
         if not isinstance(data, dict):
             raise GraphRecError(f"{path}: a recommender config is a JSON object")
-        unknown = set(data) - {"tweet_weights", "follow_weights", "fusion", "depth", "seed"}
+        unknown = set(data) - {"tweet_weights", "follow_weights", "fusion", "depth", "seed", "switched_off"}
         if unknown:
             raise GraphRecError(f"{path}: unknown config field(s) {sorted(unknown)}")
         try:
@@ -206,6 +215,12 @@ class Recommender:
         if embeddings_dir is not None:  # an artifact directory, or `graphrec embed --out` with its LATEST
             artifact = load_artifact(embeddings_dir, snapshot_id=snap.snapshot_id)
             user_vectors, tweet_vectors = artifact.user_vectors, artifact.tweet_vectors
+            if artifact.metrics.get("beats_popularity") is False:
+                log.warning(
+                    "the embeddings in %s do not beat popularity on their validation carve; "
+                    "`graphrec tune --embeddings` switches their source off",
+                    artifact.path,
+                )
         config = RecommenderConfig.load(config_path) if config_path else None
         return cls(snap, config=config, user_vectors=user_vectors, tweet_vectors=tweet_vectors, **kwargs)
 
