@@ -179,6 +179,27 @@ class LiveOverlay:
         return out if np.ndim(dense) else int(out[0])
 
 
+def fold_in(
+    user_vectors: np.ndarray | None,
+    tweet_vectors: np.ndarray | None,
+    followees: np.ndarray,
+    engaged: np.ndarray,
+) -> np.ndarray | None:
+    """An embedding for a user the model never saw, from their live history: the mean of the
+    vectors of the accounts they follow and the tweets they engaged with (one propagation step
+    of LightGCN, whose user vector is a normalised sum of its neighbours'). Neighbours without a
+    vector (born after the snapshot) are skipped; None when none has one."""
+    parts = []
+    if user_vectors is not None:
+        parts.append(user_vectors[followees[(followees >= 0) & (followees < len(user_vectors))]])
+    if tweet_vectors is not None:
+        parts.append(tweet_vectors[engaged[(engaged >= 0) & (engaged < len(tweet_vectors))]])
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return None
+    return np.concatenate(parts).astype(np.float32).mean(axis=0)
+
+
 class TargetAttribute:
     """``tweet_author`` / ``tweet_created`` indexable by any live tweet index (``x[ids]``)."""
 

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from graph.errors import GraphRecError, SnapshotError
 from graph.live import LiveGraph
-from graph.ranking import select_candidates
+from graph.ranking import select_candidates, top_k
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, TASKS, check_task, exclusion_matrix, n_targets, target_ids
 from retrieval import explain
@@ -39,12 +39,13 @@ from retrieval.catalogue import (
 from retrieval.diversity import cap_exposure_share, cap_per_group, mmr
 from retrieval.filters import FilterOptions, RequestFilter, compile_filters
 from retrieval.fusion import check_fusion, fuse, normalised_lists
-from retrieval.live import LiveOverlay, TargetAttribute, WalkView, live_reason
+from retrieval.live import LiveOverlay, TargetAttribute, WalkView, fold_in, live_reason
 from retrieval.precomputed import PrecomputedSource
 from retrieval.sources import (
     CandidateSource,
     CoEngagementSource,
     CoFollowSource,
+    EmbeddingSource,
     PopularitySource,
     SimilarUsersSource,
     best_anchor,
@@ -622,18 +623,35 @@ class Recommender:
             out[name] = normalised_lists(ids, vals, width, self.config.fusion) * float(weights[name])
         return out
 
+    def _folded_in(self, task: str, idx: int, width: int) -> dict:
+        """For a user born since the snapshot: each weighted embedding source's list from the
+        user's folded-in vector (:func:`retrieval.live.fold_in`), normalised and weighted."""
+        weights, out = self.config.weights(task), {}
+        for name, src in self.sources[task].items():
+            if not (isinstance(src, EmbeddingSource) and weights.get(name)):
+                continue
+            live = self.overlay.live
+            followees = live.follows.out_edges(np.array([idx]))[1]
+            engaged = live.engagements.out_edges(np.array([idx]))[1]
+            vec = fold_in(self.user_vectors, self.tweet_vectors, followees, engaged)
+            if vec is None:
+                continue
+            ids, vals = top_k((src.t @ vec)[None, :], self.config.depth)
+            out[name] = normalised_lists(ids, vals, width, self.config.fusion) * float(weights[name])
+        return out
+
     def _with_live_locked(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, walk_snap):
         overlay = self.overlay
         fresh = overlay.exclusions(task, idx)
         width = overlay.n_targets(task)
         fused = fused.copy()
         fused.resize((1, width))
-        if walk_snap is not None:
-            walked = self._walked_on_fold(task, idx, walk_snap, width)
-            for part in walked.values():
-                fused = fused + part
-            fused = fused.tocsr()
-            parts = {**parts, **walked}
+        extra = self._walked_on_fold(task, idx, walk_snap, width) if walk_snap is not None else {}
+        if idx >= self.snap.n_users:
+            extra.update(self._folded_in(task, idx, width))
+        for part in extra.values():
+            fused = (fused + part).tocsr()
+        parts = {**parts, **extra}
         if len(fresh) and fused.nnz:
             fused.data[np.isin(fused.indices, fresh)] = 0.0
             fused.eliminate_zeros()

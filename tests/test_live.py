@@ -376,3 +376,31 @@ def test_the_walk_view_folds_in_the_background_and_drops_replaced_folds(graph):
     finally:
         rec.attach_live(None)
     assert view._thread is None  # detaching stops the fold thread
+
+
+def test_a_user_born_since_the_snapshot_gets_a_folded_in_embedding(graph):
+    snap = graph.snapshot()
+    rng = np.random.default_rng(5)
+    users = rng.standard_normal((snap.n_users, 8)).astype(np.float32)
+    tweets = rng.standard_normal((snap.n_tweets, 8)).astype(np.float32)
+    rec = Recommender(snap, user_vectors=users, tweet_vectors=tweets)
+    newcomer = 10**9 + 1
+    followees, engaged = [3, 9], [4, 17]
+    rec.apply_events(
+        _columns(
+            users=[newcomer],
+            follow_src=[newcomer] * 2,
+            follow_dst=snap.user_ids[followees],
+            eng_user=[newcomer] * 2,
+            eng_tweet=snap.tweet_ids[engaged],
+        )
+    )
+    vec = np.concatenate([users[followees], tweets[engaged]]).mean(axis=0)
+    got = {r.id: r for r in rec.tweet_candidates(newcomer, 10_000, strict=True)}
+    order = np.argsort(-(tweets @ vec), kind="stable")
+    best = [int(snap.tweet_ids[t]) for t in order if t not in engaged][:5]
+    assert all("embedding" in got[t].sources for t in best)  # the model's best tweets for the vector
+    follows = {r.id: r for r in rec.who_to_follow(newcomer, 10_000, strict=True)}
+    order = np.argsort(-(users @ vec), kind="stable")
+    best = [int(snap.user_ids[u]) for u in order if u not in followees][:5]
+    assert all("embedding" in follows[u].sources for u in best)
