@@ -318,6 +318,10 @@ class LiveGraph:
         # tweets born after the snapshot, by their dense index - n_tweets
         self.new_tweet_author: list[int] = []
         self.new_tweet_created: list[int] = []
+        # Snapshot tweets known only through an engagement (no author or no time) whose tweet
+        # event arrived since: the fields it filled in, by dense index (as the stores do).
+        self.base_author: dict[int, int] = {}
+        self.base_created: dict[int, int] = {}
         # One writer (a stream consumer); a served call holds it while it reads, for one view.
         self.lock = threading.RLock()
         self.events_applied = 0
@@ -354,18 +358,30 @@ class LiveGraph:
         authors = np.asarray(cols.tweet_authors, np.int64)
         author_dense = np.where(authors >= 0, self.users.lookup(np.maximum(authors, 0), create=True), -1)
         n_base, added = self.snap.n_tweets, 0
-        for i in np.flatnonzero(dense >= n_base).tolist():
-            j = int(dense[i]) - n_base
-            if self.new_tweet_author[j] >= 0 or self.new_tweet_created[j] > 0:
-                continue  # first write wins (a tweet first seen through an engagement has neither)
-            self.new_tweet_author[j], self.new_tweet_created[j] = (
-                int(author_dense[i]),
-                int(cols.tweet_created[i]),
-            )
-            if author_dense[i] >= 0:
-                self.authored.append(
-                    pack([author_dense[i]], [dense[i]], [0]), np.asarray([cols.tweet_created[i]], np.int64)
-                )
+        base_author, base_created = np.asarray(self.snap.tweet_author), np.asarray(self.snap.tweet_created)
+        # Each field is written once (first write wins per field, as in the stores): a tweet
+        # first seen through an engagement has neither, and its tweet event fills both in.
+        open_fields = dense >= n_base
+        if n_base:
+            base_row = np.minimum(dense, n_base - 1)
+            open_fields |= (base_author[base_row] < 0) | (base_created[base_row] <= 0)
+        for i in np.flatnonzero(open_fields).tolist():
+            t, author, created = int(dense[i]), int(author_dense[i]), int(cols.tweet_created[i])
+            if t >= n_base:
+                j = t - n_base
+                had_author = self.new_tweet_author[j] >= 0
+                if not had_author and author >= 0:
+                    self.new_tweet_author[j] = author
+                if self.new_tweet_created[j] <= 0 and created > 0:
+                    self.new_tweet_created[j] = created
+            else:
+                had_author = base_author[t] >= 0 or t in self.base_author
+                if not had_author and author >= 0:
+                    self.base_author[t] = author
+                if base_created[t] <= 0 and t not in self.base_created and created > 0:
+                    self.base_created[t] = created
+            if not had_author and author >= 0:
+                self.authored.append(pack([author], [t], [0]), np.asarray([created], np.int64))
                 added += 1
         return max(len(self.tweets) - n_before, added)
 
@@ -452,22 +468,24 @@ class LiveGraph:
         n = self.snap.n_tweets
         base = np.asarray(self.snap.tweet_author)
         new = np.asarray(self.new_tweet_author, np.int64)
-        return np.where(
+        out = np.where(
             dense < n,
             base[np.minimum(dense, max(n - 1, 0))],
             new[np.maximum(dense - n, 0)] if len(new) else -1,
-        )
+        ).astype(np.int64)
+        return _filled(out, dense, self.base_author)
 
     def tweet_created(self, dense: np.ndarray) -> np.ndarray:
         dense = np.asarray(dense, np.int64)
         n = self.snap.n_tweets
         base = np.asarray(self.snap.tweet_created)
         new = np.asarray(self.new_tweet_created, np.int64)
-        return np.where(
+        out = np.where(
             dense < n,
             base[np.minimum(dense, max(n - 1, 0))],
             new[np.maximum(dense - n, 0)] if len(new) else 0,
-        )
+        ).astype(np.int64)
+        return _filled(out, dense, self.base_created)
 
     def new_tweets_by(self, authors: np.ndarray) -> np.ndarray:
         """Dense indices of the tweets born after the snapshot whose author is in ``authors``."""
@@ -498,6 +516,16 @@ class LiveGraph:
             )
 
 
+def _filled(values: np.ndarray, dense: np.ndarray, fills: dict[int, int]) -> np.ndarray:
+    """``values`` of tweets ``dense`` with the live fill-ins of snapshot tweets applied."""
+    if fills and len(dense):
+        keys = np.fromiter(fills, np.int64, len(fills))
+        hit = np.isin(dense, keys)
+        if hit.any():
+            values[hit] = [fills[int(t)] for t in dense[hit].tolist()]
+    return values
+
+
 def fold(live: LiveGraph) -> GraphSnapshot:
     """The snapshot of the base graph plus everything live: what a compaction swaps in (then
     the recommender is refitted on it and a fresh :class:`LiveGraph` starts)."""
@@ -509,7 +537,10 @@ def fold(live: LiveGraph) -> GraphSnapshot:
     def rows(indptr) -> np.ndarray:
         return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
-    author = np.asarray(snap.tweet_author, np.int64)
+    with live.lock:  # snapshot tweets whose author or time arrived since
+        n_t = snap.n_tweets
+        author = live.tweet_author(np.arange(n_t, dtype=np.int64))
+        created = live.tweet_created(np.arange(n_t, dtype=np.int64))
     return build_snapshot(
         user_ids=np.concatenate([users, extra.users, extra.follow_src, extra.follow_dst, extra.eng_user]),
         tweet_ids=np.concatenate([tweets, extra.tweet_ids, extra.eng_tweet]),
@@ -531,7 +562,7 @@ def fold(live: LiveGraph) -> GraphSnapshot:
             ]
         ),
         tweet_created=np.concatenate(
-            [snap.tweet_created, extra.tweet_created, np.zeros(len(extra.eng_tweet), np.int64)]
+            [created, extra.tweet_created, np.zeros(len(extra.eng_tweet), np.int64)]
         ),
         tweet_texts=dict(snap.tweet_texts),
     )

@@ -242,6 +242,15 @@ def _add_serve(sub) -> None:
         "background thread per worker (and at least 5x the last fold's time apart); 0: the walks "
         "read the snapshot alone (default: %(default)s)",
     )
+    live.add_argument(
+        "--compact-every",
+        type=float,
+        metavar="SECONDS",
+        help="every SECONDS, fold the events since the served snapshot into a new snapshot and model "
+        "(`graphrec compact` in a child process, embeddings carried over and folded in) and reload onto "
+        "it: the live segments stay bounded (default: off; a reload is then up to you)",
+    )
+    live.add_argument("--compact-dir", help="where --compact-every writes its outputs (gen-1, gen-2, ...)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -263,6 +272,8 @@ def cmd_serve(args) -> int:
         max_batch=args.max_batch,
         admin_token=read_admin_token(args.admin_token_file),
         live=_live_settings(args),
+        compact_every_s=args.compact_every,
+        compact_dir=_path(args.compact_dir),
     )
 
     def listening(host, port, model) -> None:

@@ -57,7 +57,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_stream_parsers(sub) -> None:
-    """Register ``stream`` and ``produce`` on the ``graphrec`` sub-command collection."""
+    """Register ``stream``, ``produce`` and ``compact`` on the ``graphrec`` sub-command collection."""
     p = sub.add_parser(
         "stream",
         help="consume an events topic (Kafka) into a store, durably and idempotently",
@@ -117,6 +117,40 @@ def add_stream_parsers(sub) -> None:
     )
     p.set_defaults(func=cmd_produce)
 
+    p = sub.add_parser(
+        "compact",
+        help="fold the events since a snapshot into the next snapshot and model (no store read)",
+        description="Read the events topic from where the previous compaction stopped (--from, its output "
+        "directory; without it, a minute before the snapshot's newest event) to the topic's end, fold them into a "
+        "new snapshot (the one a batch export of the same events gives), fit the recommender on it with the "
+        "model's config (its embeddings carried over, users and tweets born since folded in), and write "
+        "OUT/snapshot, OUT/model and OUT/offsets.json, all or nothing. `graphrec serve --compact-every S` runs it "
+        "for you and swaps the result in.",
+        epilog="Example: graphrec compact --bootstrap 127.0.0.1:9092 --snapshot snap --model model --out gen-1",
+    )
+    p.add_argument("--bootstrap", help=BOOTSTRAP_HELP)
+    p.add_argument("--topic", default="events", help="the events topic (default: %(default)s)")
+    p.add_argument("--snapshot", required=True, help="the snapshot the events follow")
+    p.add_argument("--model", help="the served model (config and embeddings carry over)")
+    p.add_argument("--config", help="a tuned config file, without --model (default: the defaults)")
+    p.add_argument("--embeddings", help="an embedding artifact trained on --snapshot, without --model")
+    p.add_argument("--from", dest="from_dir", help="the previous compaction's output (its offsets.json)")
+    p.add_argument(
+        "--start",
+        choices=["snapshot", "earliest"],
+        default="snapshot",
+        help="without --from: read from a minute before the snapshot's newest event, or the whole topic "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--out", required=True, help="the new directory to write")
+    p.add_argument(
+        "--timeout-s",
+        type=float,
+        default=600.0,
+        help="give up when the topic is not read to its end in this time (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_compact)
+
 
 def _ensure(args, bootstrap: str, topics: list[str], settings: dict) -> None:
     if args.create_topics:
@@ -171,6 +205,37 @@ def cmd_stream(args) -> int:
         f"streamed {stats.consumed:,} events from {config.topic} in {time.perf_counter() - t0:.1f}s: "
         f"{stats.written:,} written to {store}, {stats.dead_letters:,} dead letters to {config.dlq}, "
         f"lag {'unknown' if stats.lag is None else f'{stats.lag:,}'}"
+    )
+    return 0
+
+
+def cmd_compact(args) -> int:
+    from pathlib import Path
+
+    from graphrec.compact import compact, read_offsets
+    from graphrec.serve.live_feed import LiveSettings
+
+    if args.model and (args.config or args.embeddings):
+        raise InputError("--model already holds its config and embeddings; drop --config/--embeddings")
+    settings = LiveSettings(_bootstrap(args), topic=args.topic, start=args.start)
+    offsets = read_offsets(Path(args.from_dir), args.topic) if args.from_dir else None
+    if args.from_dir and offsets is None:
+        raise InputError(
+            f"--from {args.from_dir}: no {args.from_dir}/offsets.json (not a compaction's output)"
+        )
+    result = compact(
+        Path(args.snapshot),
+        settings,
+        Path(args.out),
+        model=Path(args.model) if args.model else None,
+        config=Path(args.config) if args.config else None,
+        embeddings=Path(args.embeddings) if args.embeddings else None,
+        start_offsets=offsets,
+        catch_up_timeout_s=args.timeout_s,
+    )
+    print(
+        f"compacted {result.events:,} events ({result.live_edges:,} new edges) into snapshot "
+        f"{result.snapshot_id} at {result.out} in {result.seconds:.1f}s"
     )
     return 0
 

@@ -68,9 +68,22 @@ class FeedStats:
 class LiveFeed:
     """Consumes ``settings.topic`` into ``rec``'s live graph on a background thread."""
 
-    def __init__(self, settings: LiveSettings, rec, newest_event_s: int, worker: int = 0):
+    def __init__(
+        self,
+        settings: LiveSettings,
+        rec,
+        newest_event_s: int,
+        worker: int = 0,
+        start_offsets: dict[int, int] | None = None,
+    ):
+        """``rec``: what the events are applied to (a :class:`retrieval.recommender.Recommender`,
+        or anything with its ``snap``, ``live``, ``attach_live`` and ``apply_events``).
+        ``start_offsets`` (partition -> offset, e.g. where a compaction stopped) overrides
+        ``settings.start``; partitions it does not name start at the beginning."""
         self.settings, self.rec, self.worker = settings, rec, worker
         self.newest_event_s = newest_event_s
+        self.start_offsets = start_offsets
+        self._next: dict[int, int] = {}  # partition -> offset after the last applied message
         self.stats = FeedStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,6 +104,11 @@ class LiveFeed:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)
+
+    def positions(self) -> dict[int, int]:
+        """Partition -> the offset after the last message applied (where a successor starts);
+        read it after :meth:`stop`."""
+        return dict(self._next)
 
     def wait_caught_up(self, timeout_s: float = CATCH_UP_TIMEOUT_S) -> bool:
         end = time.monotonic() + timeout_s
@@ -144,7 +162,14 @@ class LiveFeed:
             consumer.close()
             raise GraphRecError(f"no topic {s.topic!r} on {s.bootstrap}")
         parts = [ck.TopicPartition(s.topic, p) for p in sorted(meta.partitions)]
-        if s.start == "snapshot" and self.newest_event_s > 0:
+        if self.start_offsets is not None:
+            parts = [
+                ck.TopicPartition(
+                    s.topic, p.partition, int(self.start_offsets.get(p.partition, ck.OFFSET_BEGINNING))
+                )
+                for p in parts
+            ]
+        elif s.start == "snapshot" and self.newest_event_s > 0:
             at_ms = int((self.newest_event_s - START_MARGIN_S) * 1000)
             wanted = [ck.TopicPartition(s.topic, p.partition, at_ms) for p in parts]
             found = consumer.offsets_for_times(wanted, timeout=10)
@@ -158,6 +183,7 @@ class LiveFeed:
             low, high = consumer.get_watermark_offsets(p, timeout=10)
             start = low if p.offset == ck.OFFSET_BEGINNING else (high if p.offset < 0 else p.offset)
             self._targets[p.partition] = high if start < high else -1  # -1: nothing to catch up on
+            self._next[p.partition] = max(start, low)
         consumer.assign(parts)
         log.info("worker %d: live feed on %s/%s from %s", self.worker, s.bootstrap, s.topic, s.start)
         return consumer
@@ -179,6 +205,7 @@ class LiveFeed:
         st.batches += 1
         st.last_applied_at = time.time()
         for m in messages:
+            self._next[m.partition()] = max(self._next.get(m.partition(), 0), m.offset() + 1)
             if m.offset() + 1 >= self._targets.get(m.partition(), 0):
                 self._targets[m.partition()] = -1  # reached where the topic ended at the start
 

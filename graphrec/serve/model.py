@@ -31,15 +31,23 @@ class LoadedModel:
     generation: int
     newest_event: int  # seconds since the epoch of the snapshot's newest tweet or engagement; 0 = unknown
     loaded_at: float
+    #: Where the live feeds start (partition -> offset): set when a compaction made the snapshot.
+    start_offsets: dict[int, int] | None = None
 
     @classmethod
-    def of(cls, rec: Recommender, generation: int) -> LoadedModel:
+    def of(
+        cls, rec: Recommender, generation: int, start_offsets: dict[int, int] | None = None
+    ) -> LoadedModel:
         snap = rec.snap
-        newest = max(
-            int(np.asarray(snap.tweet_created).max(initial=0)),
-            int(np.asarray(snap.eng_user_ts).max(initial=0)),
-        )
-        return cls(rec, snap.snapshot_id, generation, newest, time.time())
+        return cls(rec, snap.snapshot_id, generation, newest_event(snap), time.time(), start_offsets)
+
+
+def newest_event(snap) -> int:
+    """Seconds since the epoch of the snapshot's newest tweet or engagement (0: unknown)."""
+    return max(
+        int(np.asarray(snap.tweet_created).max(initial=0)),
+        int(np.asarray(snap.eng_user_ts).max(initial=0)),
+    )
 
 
 def build(paths: ModelPaths) -> Recommender:

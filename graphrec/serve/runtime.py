@@ -166,7 +166,9 @@ class WorkerRuntime:
         from graphrec.serve.live_feed import LiveFeed
 
         model = self.model
-        feed = LiveFeed(self.settings.live, model.rec, model.newest_event, self.worker).start()
+        feed = LiveFeed(
+            self.settings.live, model.rec, model.newest_event, self.worker, start_offsets=model.start_offsets
+        ).start()
         self.feed = feed
         if not await asyncio.to_thread(feed.wait_caught_up):
             log.warning(

@@ -43,6 +43,8 @@ class ServeSettings:
     admin_token: str | None = None
     reload_timeout_s: float = 600.0
     live: LiveSettings | None = None
+    compact_every_s: float | None = None  # graphrec serve --compact-every
+    compact_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -53,6 +55,13 @@ class ServeSettings:
             raise GraphRecError(f"--deadline-ms must be positive, got {self.deadline_ms}")
         if self.max_batch < 1:
             raise GraphRecError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.compact_every_s is not None:
+            if not self.compact_every_s > 0:
+                raise GraphRecError(f"--compact-every must be positive, got {self.compact_every_s}")
+            if self.live is None:
+                raise GraphRecError("--compact-every folds the live events: it needs --live-bootstrap")
+            if self.compact_dir is None:
+                raise GraphRecError("--compact-every needs --compact-dir (where the compactions are written)")
 
     @property
     def deadline_s(self) -> float:

@@ -32,7 +32,7 @@ from graphrec.serve.metrics import SharedMetrics
 from graphrec.serve.model import LoadedModel, build, warm_up
 from graphrec.serve.reload import ReloadChannel
 from graphrec.serve.runtime import DRAIN_S
-from graphrec.serve.settings import ServeSettings
+from graphrec.serve.settings import ModelPaths, ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,14 @@ class Supervisor:
         self._started: dict[int, float] = {}
         self._draining: dict[int, tuple[mp.process.BaseProcess, float]] = {}
         self._model: LoadedModel | None = None
+        self._paths = settings.paths  # what is served (a compaction moves it on)
+        self._offsets: dict[int, int] | None = None  # where the served snapshot's events end
+        self._compacted = None  # a finished compaction waiting for its reload
+        self._compactor = None
+        if settings.compact_every_s is not None:
+            from graphrec.serve.compaction import Compactor
+
+            self._compactor = Compactor(settings.compact_every_s, settings.compact_dir, settings.live)
 
     def run(self, on_listening: Callable[[str, int, LoadedModel], None] | None = None) -> int:
         """Serve until SIGTERM/SIGINT; ``on_listening(host, port, model)`` once the workers start."""
@@ -120,9 +128,15 @@ class Supervisor:
                 while not self._stop.is_set():
                     self._stop.wait(0.1)
                     self._reap(sock)
+                    if self._compactor is not None and self._compacted is None:
+                        self._compacted = self._compactor.poll(self._paths)
+                        if self._compacted is not None:
+                            self.channel.request()
                     if self.channel.pending():
                         self._reload(sock)
             finally:
+                if self._compactor is not None:
+                    self._compactor.stop()
                 self._shutdown()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -133,10 +147,10 @@ class Supervisor:
     def _on_signal(self, signum, frame) -> None:
         self._stop.set()
 
-    def _load(self, generation: int) -> LoadedModel:
-        rec = build(self.settings.paths)
+    def _load(self, generation: int, paths: ModelPaths | None = None, offsets=None) -> LoadedModel:
+        rec = build(paths or self._paths)
         log.info("warmed up the recommender's calls in %.2fs", warm_up(rec))
-        return LoadedModel.of(rec, generation=generation)
+        return LoadedModel.of(rec, generation=generation, start_offsets=offsets)
 
     def _spawn(self, slot: int, sock: socket.socket) -> mp.process.BaseProcess:
         proc = self._ctx.Process(
@@ -173,8 +187,11 @@ class Supervisor:
     def _reload(self, sock: socket.socket) -> None:
         upto = self.channel.pending()
         t0 = time.perf_counter()
+        compacted, self._compacted = self._compacted, None
+        paths = compacted.paths if compacted is not None else self._paths
+        offsets = compacted.offsets if compacted is not None else self._offsets
         try:
-            model = self._load(generation=self.channel.generation + 1)
+            model = self._load(self.channel.generation + 1, paths, offsets)
         except Exception as exc:  # a bad artifact on disk: keep serving the old model
             log.exception("reload failed; the old model is still served")
             self.channel.fail(upto, f"{type(exc).__name__}: {exc}")
@@ -193,6 +210,12 @@ class Supervisor:
             self.channel.fail(upto, f"no new worker came up within {START_TIMEOUT_S:g} s")
             return
         generation = self.channel.publish(upto, model.snapshot_id, behind)
+        if compacted is not None:  # from now on reloads and compactions start from it
+            self._paths, self._offsets = paths, offsets
+            self._compactor.prune(paths)
+            log.info(
+                "compaction served: snapshot %s (compacted in %.1fs)", model.snapshot_id, compacted.seconds
+            )
         kill_at = time.monotonic() + GRACEFUL_S + 2 * DRAIN_S
         for slot, proc in old.items():
             if proc.exitcode is None:
