@@ -200,6 +200,50 @@ def fold_in(
     return np.concatenate(parts).astype(np.float32).mean(axis=0)
 
 
+def extend_vectors(
+    old: GraphSnapshot, new: GraphSnapshot, user_vectors: np.ndarray | None, tweet_vectors: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Embeddings for ``new`` (a fold of ``old`` plus live events) without retraining: the
+    vectors of ``old``'s users and tweets carried over, a user born since folded in from the
+    accounts they follow and the tweets they engaged with (:func:`fold_in`), a tweet born since
+    from its engagers and its author (zero when none of them has a vector)."""
+
+    def carried(vectors, old_ids, new_index, n_new):
+        known = np.zeros(n_new, bool)
+        if vectors is None:
+            return None, known
+        out = np.zeros((n_new, vectors.shape[1]), np.float32)
+        pos = new_index(np.asarray(old_ids), strict=True)
+        out[pos], known[pos] = vectors, True
+        return out, known
+
+    users, u_known = carried(user_vectors, old.user_ids, new.user_index, new.n_users)
+    tweets, t_known = carried(tweet_vectors, old.tweet_ids, new.tweet_index, new.n_tweets)
+
+    def near(indptr, indices, i, known):
+        nodes = np.asarray(indices[indptr[i] : indptr[i + 1]], np.int64)
+        return nodes[known[nodes]]
+
+    if users is not None:
+        for u in np.flatnonzero(~u_known).tolist():
+            followees = near(new.follow_out_indptr, new.follow_out_indices, u, u_known)
+            engaged = near(new.eng_user_indptr, new.eng_user_indices, u, t_known)
+            vec = fold_in(users, tweets, followees, engaged)
+            if vec is not None:
+                users[u] = vec
+        if tweets is not None:
+            author = np.asarray(new.tweet_author, np.int64)
+            for t in np.flatnonzero(~t_known).tolist():
+                engagers = np.asarray(
+                    new.eng_tweet_indices[new.eng_tweet_indptr[t] : new.eng_tweet_indptr[t + 1]]
+                )
+                around = np.append(engagers, author[t]) if author[t] >= 0 else engagers
+                vec = fold_in(users, None, np.asarray(around, np.int64), np.zeros(0, np.int64))
+                if vec is not None:
+                    tweets[t] = vec
+    return users, tweets
+
+
 class TargetAttribute:
     """``tweet_author`` / ``tweet_created`` indexable by any live tweet index (``x[ids]``)."""
 

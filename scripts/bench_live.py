@@ -13,6 +13,7 @@ drawn by popularity, new tweets; a share of new users) and measures, in the same
   reading base + live;
 * ``walk_fold_s``: one fold of the live graph for the walks (snapshot + walk graphs), its size,
   and the call latency with the walks on the fold;
+* with ``--compaction``: a compaction's fold and refit (``graphrec compact`` minus the topic read);
 * ``visible_p50_ms`` / ``visible_p99_ms``: from applying a new follow to the first answer that
   no longer proposes the followed account (the in-process part of freshness).
 
@@ -147,6 +148,9 @@ def main() -> int:
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--model-cache", default=".graphrec/bench-serve")
     p.add_argument("--json", help="write figures here")
+    p.add_argument(
+        "--compaction", action="store_true", help="also time a compaction's fold and refit (minutes at 10M)"
+    )
     args = p.parse_args()
 
     from graph.live import LiveGraph
@@ -210,6 +214,20 @@ def main() -> int:
             "(walks on the fold)"
         )
 
+    compaction = None
+    if args.compaction:  # what `graphrec compact` does after reading the topic: fold, refit
+        from graph.live import fold
+        from retrieval.live import extend_vectors
+        from retrieval.recommender import Recommender
+
+        t0 = time.perf_counter()
+        folded = fold(live)
+        fold_s = time.perf_counter() - t0
+        vectors = extend_vectors(snap, folded, rec.user_vectors, rec.tweet_vectors)
+        Recommender(folded, config=rec.config, user_vectors=vectors[0], tweet_vectors=vectors[1])
+        compaction = {"fold_s": fold_s, "total_s": time.perf_counter() - t0}
+        print(f"compaction: fold {fold_s:.1f}s, fold + refit {compaction['total_s']:.1f}s")
+
     visible = []  # apply one follow of the top candidate, then ask again
     for uid in uids[:200]:
         top = rec.who_to_follow(int(uid), args.k, explain=False)
@@ -253,6 +271,7 @@ def main() -> int:
         "walk_fold_s": walk_fold_s,
         "walk_fold_mib": fold_bytes / 2**20,
         "latency_walks_on_fold": with_walks,
+        "compaction": compaction,
         "visible_p50_ms": float(np.percentile(visible, 50)),
         "visible_p99_ms": float(np.percentile(visible, 99)),
         "date": time.strftime("%Y-%m-%d"),
