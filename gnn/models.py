@@ -48,6 +48,9 @@ def csr_to_torch(m: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.
 class Propagation:
     """The LightGCN operator ``P x = sum_l a_l Â^l x`` on a cached sparse ``Â`` (symmetric).
 
+    Each layer is PyTorch Geometric's ``LGConv`` on the cached, already normalised ``Â`` (as a
+    sparse ``adj_t``: PyG's fused sparse aggregation, no per-edge messages);
+    :meth:`apply_reference` is the same sum with plain ``torch.sparse.mm``, kept to test against.
     With ``reorder`` the nodes are renumbered once by reverse Cuthill-McKee, which puts
     neighbours close together in memory: the sparse products (a gather of neighbour rows)
     run about 1.6x faster on gowalla. ``apply`` takes and returns the original order.
@@ -72,15 +75,25 @@ class Propagation:
             self.inv = torch.from_numpy(np.argsort(perm)).to(device)
         self.adj = csr_to_torch(adj, device)
         self.weights = [1.0 / (n_layers + 1)] * (n_layers + 1)  # uniform layer combination, as the paper
+        from torch_geometric.nn import LGConv
+
+        self.conv = LGConv(normalize=False)  # Â is normalised once, here, not per layer
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply(x, lambda h: self.conv(h, self.adj))
+
+    def apply_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply` with ``torch.sparse.mm`` in place of PyG's layer (the reference)."""
+        return self._apply(x, lambda h: torch.sparse.mm(self.adj, h))
+
+    def _apply(self, x: torch.Tensor, layer) -> torch.Tensor:
         if self.perm is not None:
             x = x.index_select(0, self.perm)
         out = x * self.weights[0]
         h = x
-        for layer in range(self.n_layers):
-            h = torch.sparse.mm(self.adj, h)
-            out = out + self.weights[layer + 1] * h
+        for i in range(self.n_layers):
+            h = layer(h)
+            out = out + self.weights[i + 1] * h
         if self.inv is not None:
             out = out.index_select(0, self.inv)
         return out

@@ -204,6 +204,16 @@ def test_propagation_gradient_matches_autograd(snap):
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_propagation_through_pyg_equals_the_sparse_reference(snap):
+    a = joint_adjacency(snap.n_users, snap.n_tweets, positives(snap, "tweets"), None)
+    prop = Propagation(a, 3)
+    x = torch.randn(a.shape[0], 8)
+    torch.testing.assert_close(prop.apply(x), prop.apply_reference(x), rtol=1e-5, atol=1e-6)
+    from torch_geometric.nn import LGConv
+
+    assert isinstance(prop.conv, LGConv)
+
+
 def test_spectral_init_matches_svd_of_bipartite_graph(snap):
     eng = positives(snap, "tweets")
     a = joint_adjacency(snap.n_users, snap.n_tweets, eng, None)
