@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 import types as pytypes
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from numba import njit
+
+_local = threading.local()
+
+
+@contextmanager
+def serial_kernels() -> Iterator[None]:
+    """Within the block, this thread picks every :class:`TwinKernel`'s serial twin: work done
+    in a forked serving worker (the live walk view's folds) never starts the threading layer."""
+    before = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        yield
+    finally:
+        _local.serial = before
 
 
 class TwinKernel:
@@ -24,4 +41,4 @@ class TwinKernel:
 
     def pick(self, n_chunks: int):
         """The serial twin for at most one chunk of work, else the parallel kernel."""
-        return self.serial if n_chunks <= 1 else self.parallel
+        return self.serial if n_chunks <= 1 or getattr(_local, "serial", False) else self.parallel

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from graph.kernels import serial_kernels
 from graph.live import LiveGraph, fold
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS
@@ -321,8 +322,9 @@ class WalkView:
             if version == (self.live.snap.n_users, self.live.snap.n_tweets, 0):
                 return False  # nothing live yet: the fitted sources walk the snapshot itself
             start = time.perf_counter()
-            snap = fold(self.live)
-            self._prepare(snap)
+            with serial_kernels():  # a serving worker is a fork: no threading layer in it
+                snap = fold(self.live)
+                self._prepare(snap)
             old, self.snap, self._version = self.snap, snap, version
             self.last_build_s = time.perf_counter() - start
             self.folds += 1

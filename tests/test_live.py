@@ -404,3 +404,23 @@ def test_a_user_born_since_the_snapshot_gets_a_folded_in_embedding(graph):
     order = np.argsort(-(users @ vec), kind="stable")
     best = [int(snap.user_ids[u]) for u in order if u not in followees][:5]
     assert all("embedding" in follows[u].sources for u in best)
+
+
+def test_the_walk_view_folds_with_serial_kernels_only(graph, monkeypatch):
+    from graph.kernels import TwinKernel
+
+    cols, base, events = _split(graph, 0.2, seed=13)
+    rec = Recommender(_snapshot(base))
+    rec.attach_live(LiveGraph(rec.snap))
+    rec.apply_events(events)
+    picked = []
+    pick = TwinKernel.pick
+
+    def spy(self, n_chunks):
+        kernel = pick(self, n_chunks)
+        picked.append(kernel is self.serial)
+        return kernel
+
+    monkeypatch.setattr(TwinKernel, "pick", spy)
+    assert rec.refresh_walks()
+    assert picked and all(picked)  # the Pixie alias tables among them: serial in a worker
