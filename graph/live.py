@@ -318,6 +318,10 @@ class LiveGraph:
         # tweets born after the snapshot, by their dense index - n_tweets
         self.new_tweet_author: list[int] = []
         self.new_tweet_created: list[int] = []
+        # The snapshot's tweet_author / tweet_created, copied on the first event that fills in
+        # a snapshot tweet's unknown author or time (it was first seen through an engagement).
+        self._base_author: np.ndarray | None = None
+        self._base_created: np.ndarray | None = None
         # One writer (a stream consumer); a served call holds it while it reads, for one view.
         self.lock = threading.RLock()
         self.events_applied = 0
@@ -354,6 +358,11 @@ class LiveGraph:
         authors = np.asarray(cols.tweet_authors, np.int64)
         author_dense = np.where(authors >= 0, self.users.lookup(np.maximum(authors, 0), create=True), -1)
         n_base, added = self.snap.n_tweets, 0
+        old = np.flatnonzero(dense < n_base)
+        if len(old):
+            added += self._fill_base_tweets(
+                dense[old], author_dense[old], np.asarray(cols.tweet_created)[old]
+            )
         for i in np.flatnonzero(dense >= n_base).tolist():
             j = int(dense[i]) - n_base
             if self.new_tweet_author[j] >= 0 or self.new_tweet_created[j] > 0:
@@ -409,6 +418,37 @@ class LiveGraph:
             self.engagements, user, tweet, kind, np.asarray(cols.eng_ts, np.int64), w, base
         )
 
+    def _fill_base_tweets(self, dense: np.ndarray, author: np.ndarray, created: np.ndarray) -> int:
+        """Fill in what the snapshot does not know of its own tweets (author -1, time 0), field by
+        field and first write wins, as the stores do; returns how many got an author."""
+        have_a = self._base_author if self._base_author is not None else np.asarray(self.snap.tweet_author)
+        have_c = self._base_created if self._base_created is not None else np.asarray(self.snap.tweet_created)
+        need = ((have_a[dense] < 0) & (author >= 0)) | ((have_c[dense] == 0) & (created > 0))
+        if not need.any():
+            return 0
+        if self._base_author is None:
+            self._base_author = np.array(self.snap.tweet_author, np.int64)
+            self._base_created = np.array(self.snap.tweet_created, np.int64)
+        added = 0
+        for i in np.flatnonzero(need).tolist():
+            d, a, c = int(dense[i]), int(author[i]), int(created[i])
+            if self._base_author[d] < 0 and a >= 0:
+                self._base_author[d] = a
+                self.authored.append(pack([a], [d], [0]), np.asarray([c], np.int64))
+                added += 1
+            if self._base_created[d] == 0 and c > 0:
+                self._base_created[d] = c
+        return added
+
+    def filled_base_tweets(self) -> np.ndarray:
+        """Dense indices of snapshot tweets whose author or time an event filled in."""
+        if self._base_author is None:
+            return np.zeros(0, np.int64)
+        changed = (self._base_author != np.asarray(self.snap.tweet_author)) | (
+            self._base_created != np.asarray(self.snap.tweet_created)
+        )
+        return np.flatnonzero(changed)
+
     def _pad_new_tweets(self) -> None:
         """A tweet first seen through an engagement: author and time unknown until its tweet event."""
         while len(self.new_tweet_author) < len(self.tweets) - len(self.tweets.base):
@@ -450,7 +490,7 @@ class LiveGraph:
         """Dense author index of tweets (base or new; -1 unknown)."""
         dense = np.asarray(dense, np.int64)
         n = self.snap.n_tweets
-        base = np.asarray(self.snap.tweet_author)
+        base = self._base_author if self._base_author is not None else np.asarray(self.snap.tweet_author)
         new = np.asarray(self.new_tweet_author, np.int64)
         return np.where(
             dense < n,
@@ -461,7 +501,7 @@ class LiveGraph:
     def tweet_created(self, dense: np.ndarray) -> np.ndarray:
         dense = np.asarray(dense, np.int64)
         n = self.snap.n_tweets
-        base = np.asarray(self.snap.tweet_created)
+        base = self._base_created if self._base_created is not None else np.asarray(self.snap.tweet_created)
         new = np.asarray(self.new_tweet_created, np.int64)
         return np.where(
             dense < n,
@@ -474,18 +514,22 @@ class LiveGraph:
         return self.authored.out_edges(authors)[1]
 
     def columns(self) -> GraphColumns:
-        """Everything live as external-id columns (what a compaction folds into a snapshot)."""
+        """Everything live as external-id columns (what a compaction folds into a snapshot): new
+        users, the tweets born since the snapshot and the snapshot's tweets whose author or time
+        arrived since, follows and engagements."""
         with self.lock:
             fs, fd, _, fts, _ = self.follows.all_edges()
             eu, et, ek, ets, ew = self.engagements.all_edges()
             n_t = self.snap.n_tweets
-            new_t = np.arange(n_t, len(self.tweets), dtype=np.int64)
-            authors = np.asarray(self.new_tweet_author, np.int64)
+            tweets = np.concatenate(
+                [self.filled_base_tweets(), np.arange(n_t, len(self.tweets), dtype=np.int64)]
+            )
+            authors = self.tweet_author(tweets)
             return GraphColumns(
                 users=self.users.external(np.arange(self.snap.n_users, len(self.users))),
-                tweet_ids=self.tweets.external(new_t),
+                tweet_ids=self.tweets.external(tweets),
                 tweet_authors=np.where(authors >= 0, self.users.external(np.maximum(authors, 0)), -1),
-                tweet_created=np.asarray(self.new_tweet_created, np.int64),
+                tweet_created=self.tweet_created(tweets),
                 tweet_texts=None,
                 follow_src=self.users.external(fs),
                 follow_dst=self.users.external(fd),
@@ -503,13 +547,18 @@ def fold(live: LiveGraph) -> GraphSnapshot:
     the recommender is refitted on it and a fresh :class:`LiveGraph` starts)."""
     from graph.snapshot import build_snapshot
 
-    snap, extra = live.snap, live.columns()
+    snap = live.snap
     users, tweets = np.asarray(snap.user_ids), np.asarray(snap.tweet_ids)
 
     def rows(indptr) -> np.ndarray:
         return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
-    author = np.asarray(snap.tweet_author, np.int64)
+    # the snapshot's tweets as the live graph knows them (an event may have filled in an author)
+    with live.lock:  # one view of the live graph
+        extra = live.columns()
+        base_tweets = np.arange(snap.n_tweets, dtype=np.int64)
+        author = live.tweet_author(base_tweets)
+        created = live.tweet_created(base_tweets)
     return build_snapshot(
         user_ids=np.concatenate([users, extra.users, extra.follow_src, extra.follow_dst, extra.eng_user]),
         tweet_ids=np.concatenate([tweets, extra.tweet_ids, extra.eng_tweet]),
@@ -525,13 +574,13 @@ def fold(live: LiveGraph) -> GraphSnapshot:
         # occurrence of each id (base, then new tweets, then engagement-only ids) wins
         tweet_author=np.concatenate(
             [
-                np.where(author >= 0, users[np.maximum(author, 0)], -1),
+                np.where(author >= 0, live.users.external(np.maximum(author, 0)), -1),
                 extra.tweet_authors,
                 np.full(len(extra.eng_tweet), -1, np.int64),
             ]
         ),
         tweet_created=np.concatenate(
-            [snap.tweet_created, extra.tweet_created, np.zeros(len(extra.eng_tweet), np.int64)]
+            [created, extra.tweet_created, np.zeros(len(extra.eng_tweet), np.int64)]
         ),
         tweet_texts=dict(snap.tweet_texts),
     )
