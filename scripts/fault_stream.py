@@ -52,6 +52,9 @@ from graph.stream_checks import MALFORMED  # noqa: E402
 
 log = logging.getLogger("fault_stream")
 SCENARIOS = ("kill", "kill-static", "neo4j", "broker", "malformed")
+#: The producer sends at least ``--events`` and goes on (up to this many times as many) until the
+#: faults are over, so every fault lands in a running stream.
+EVENTS_CAP = 4
 
 
 # -- the services ------------------------------------------------------------------------------
@@ -204,16 +207,21 @@ class Producer(threading.Thread):
         self.acked: set[int] = set()
         self.failed: list[str] = []
         self.done_at: float | None = None
+        self.sent = 0
+        #: Set: stop once ``at_least`` messages were sent (the faults are over).
+        self.may_stop = threading.Event()
+        self.at_least = len(messages)
 
     def run(self) -> None:
         from graph.kafka_client import event_key
 
         t0, i = time.monotonic(), 0
-        while i < len(self.messages):
+        while i < len(self.messages) and not (self.may_stop.is_set() and i >= self.at_least):
             due = min(len(self.messages), int((time.monotonic() - t0) * self.rate) + 1)
             while i < due:
                 self._send(i, self.messages[i], event_key(self.messages[i]))
                 i += 1
+                self.sent = i
             self.producer.poll(0)
             time.sleep(0.005)
         left = self.producer.flush(600)
@@ -324,13 +332,13 @@ def messages_for(plan: Plan) -> tuple[list[dict], list[bytes], list[dict | None]
     """(base events, messages to produce, the event of each message or None if malformed)."""
     from graph.stream_checks import sample_events
 
-    total = plan.base_events + plan.events
+    total = plan.base_events + plan.events * EVENTS_CAP
     events = sample_events(plan.seed, n=total, n_users=plan.users, repeats=total // 20)
     rng = random.Random(plan.seed + 1)
     base, streamed = events[: plan.base_events], events[plan.base_events :]
     messages: list[bytes] = []
     parsed: list[dict | None] = []
-    burst_at = len(streamed) // 2 if plan.kind == "malformed" else -1
+    burst_at = plan.events // 2 if plan.kind == "malformed" else -1
     for i, e in enumerate(streamed):
         if i == burst_at:
             for j in range(plan.burst):
@@ -363,8 +371,6 @@ def run_scenario(plan: Plan, services: Services, work: Path) -> Result:
     t_start = time.monotonic()
     res = Result(plan.name)
     base, messages, parsed = messages_for(plan)
-    res.messages, res.malformed = len(messages), sum(p is None for p in parsed)
-    res.valid_events = res.messages - res.malformed
 
     # the base graph in the store, and its snapshot under the live segments
     store = Neo4jStore.connect(services.neo4j_uri)
@@ -387,7 +393,8 @@ def run_scenario(plan: Plan, services: Services, work: Path) -> Result:
     stream.start()
     offsets = Offsets(services.bootstrap, topic, group, plan.partitions)
     producer = Producer(services.bootstrap, topic, messages, plan.rate)
-    produce_s = len(messages) / plan.rate
+    producer.at_least = min(len(messages), plan.events + (plan.burst if plan.kind == "malformed" else 0))
+    produce_s = producer.at_least / plan.rate
     rng = random.Random(plan.seed + 2)
     t0 = time.monotonic()
     producer.start()
@@ -458,7 +465,11 @@ def run_scenario(plan: Plan, services: Services, work: Path) -> Result:
             res.faults.append({"fault": f"burst of {plan.burst} malformed", "at_s": round(produce_s / 2, 2)})
         else:
             raise SystemExit(f"unknown scenario kind {plan.kind!r}")
+        producer.may_stop.set()
         producer.join()
+        n_sent = producer.sent
+        res.messages, res.malformed = n_sent, sum(p is None for p in parsed[:n_sent])
+        res.valid_events = res.messages - res.malformed
         res.produce_failures = len(producer.failed)
         # everything committed by the stream, everything applied by the live feed
         t_drain = time.monotonic()
@@ -466,11 +477,11 @@ def run_scenario(plan: Plan, services: Services, work: Path) -> Result:
         while time.monotonic() < end:
             stream.ensure()
             ends, done = offsets.ends(), offsets.committed()
-            if ends is not None and ends == done and ends >= len(messages):
+            if ends is not None and ends == done and ends >= n_sent:
                 res.drain_s = round(time.monotonic() - t_drain, 2)
                 break
             time.sleep(0.1)
-        while time.monotonic() < end and feed.stats.applied + feed.stats.invalid < len(messages):
+        while time.monotonic() < end and feed.stats.applied + feed.stats.invalid < n_sent:
             time.sleep(0.05)
         time.sleep(1.2)  # the feed checks its lag every second
     finally:
@@ -515,7 +526,7 @@ def run_scenario(plan: Plan, services: Services, work: Path) -> Result:
         and res.live_equal
         and res.final_exit_code == 0
         and not res.produce_failures
-        and len(producer.acked) == len(messages)
+        and len(producer.acked) == n_sent
         and all(r is not None for r in res.recovery_s)
     )
     return res

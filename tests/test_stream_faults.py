@@ -4,9 +4,10 @@ ingest of the same events (nothing lost, nothing stored twice, no tweet changed)
 malformed message must have a dead letter, and ``fold(live)`` must equal a fresh snapshot.
 
 The stream-killing test uses the session's broker and Neo4j (a topic and group of its own; the
-store is cleared first, as every Neo4j test does); the broker restart and the Neo4j stop each
-start a server of their own, so the shared ones are never stopped. ``scripts/fault_stream.py``
-runs the full matrix (more events, 5 kills, Neo4j stopped 30 s).
+store is cleared first, as every Neo4j test does); the broker restart starts a broker of its
+own, so the shared one is never stopped. Stopping Neo4j needs a server of its own too, and two
+starts of one cost about 30 s on 2 cores: that scenario is in ``scripts/fault_stream.py`` only,
+with the rest of the full matrix (more events, 5 kills, Neo4j stopped 30 s).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.neo4j]
 
 
 def _plan(kind: str, **kw) -> fault_stream.Plan:
-    kw.setdefault("events", 2000)
+    kw.setdefault("events", 1200)
     kw.setdefault("base_events", 300)
     kw.setdefault("users", 150)
     kw.setdefault("rate", 250.0)
@@ -63,22 +64,11 @@ def test_the_stream_process_killed_three_times(kafka_bootstrap, neo4j_uri, tmp_p
 def test_the_broker_restarted(neo4j_uri, tmp_path):
     services = fault_stream.Services(tmp_path, neo4j_uri=neo4j_uri).start(broker=True, neo4j=False)
     try:
-        plan = _plan("broker", broker_down_s=2.0)
+        plan = _plan("broker", events=1000, broker_down_s=2.0)
         res = fault_stream.run_scenario(plan, services, tmp_path)
     finally:
         services.close()
     assert len(res.faults) == 1 and res.stream_unplanned_exits == 0
-    _check(res, plan)
-
-
-def test_neo4j_stopped_and_started_again(kafka_bootstrap, tmp_path):
-    services = fault_stream.Services(tmp_path, bootstrap=kafka_bootstrap).start(broker=False, neo4j=True)
-    try:
-        plan = _plan("neo4j", events=1500, neo4j_down_s=3.0)
-        res = fault_stream.run_scenario(plan, services, tmp_path)
-    finally:
-        services.close()
-    assert res.stream_unplanned_exits == 0  # retried within --store-retry-s, never gave up
     _check(res, plan)
 
 
