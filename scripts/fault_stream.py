@@ -535,6 +535,36 @@ def run_scenario(plan: Plan, services: Services, work: Path) -> Result:
     return res
 
 
+def markdown_table(out: dict) -> str:
+    """The results as a BENCHMARKS.md table."""
+    lines = [
+        "| scenario | events produced | faults injected | lost | duplicated | dead letters | recovery s "
+        "| drain s | live == fold |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in out["scenarios"]:
+        faults = [f["fault"] for f in r["faults"] if "skipped" not in f["fault"]]
+        if r["scenario"].startswith("kill"):
+            static = " (--instance-id)" if r["scenario"] == "kill-static" else ""
+            desc = f"{len(faults)} x SIGKILL of the stream, restarted{static}"
+        else:
+            desc = "; ".join(faults)
+        rec = [x for x in r["recovery_s"] if x is not None]
+        rec_s = (
+            "-"
+            if not r["recovery_s"]
+            else (f"{max(rec):.1f}" if len(rec) == 1 else f"{min(rec):.1f}-{max(rec):.1f}")
+        )
+        if len(rec) != len(r["recovery_s"]):
+            rec_s += " (not all)"
+        live = "yes" if r["live_equal"] else "NO (" + ", ".join(r["live_diff"][:3]) + ")"
+        lines.append(
+            f"| {r['scenario']} | {r['messages']:,} ({r['malformed']} malformed) | {desc} | {r['lost']} | "
+            f"{r['duplicated']} | {r['dead_letters']} | {rec_s} | {r['drain_s']} | {live} |"
+        )
+    return "\n".join(lines)
+
+
 # -- the command line -------------------------------------------------------------------------------
 
 
@@ -555,7 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-arg", action="append", default=[], help="an extra `graphrec stream` argument")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--markdown", metavar="JSON", help="print the table of an earlier --json and exit")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.markdown).read_text())))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     kinds = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(kinds) - set(SCENARIOS)
