@@ -425,6 +425,10 @@ class LiveGraph:
             self.engagements, user, tweet, kind, np.asarray(cols.eng_ts, np.int64), w, base
         )
 
+    def filled_base_tweets(self) -> np.ndarray:
+        """Dense indices of snapshot tweets whose author or time an event filled in."""
+        return np.array(sorted(set(self.base_author) | set(self.base_created)), np.int64)
+
     def _pad_new_tweets(self) -> None:
         """A tweet first seen through an engagement: author and time unknown until its tweet event."""
         while len(self.new_tweet_author) < len(self.tweets) - len(self.tweets.base):
@@ -492,18 +496,22 @@ class LiveGraph:
         return self.authored.out_edges(authors)[1]
 
     def columns(self) -> GraphColumns:
-        """Everything live as external-id columns (what a compaction folds into a snapshot)."""
+        """Everything live as external-id columns (what a compaction folds into a snapshot): new
+        users, the tweets born since the snapshot and the snapshot's tweets whose author or time
+        arrived since, follows and engagements."""
         with self.lock:
             fs, fd, _, fts, _ = self.follows.all_edges()
             eu, et, ek, ets, ew = self.engagements.all_edges()
             n_t = self.snap.n_tweets
-            new_t = np.arange(n_t, len(self.tweets), dtype=np.int64)
-            authors = np.asarray(self.new_tweet_author, np.int64)
+            tweets = np.concatenate(
+                [self.filled_base_tweets(), np.arange(n_t, len(self.tweets), dtype=np.int64)]
+            )
+            authors = self.tweet_author(tweets)
             return GraphColumns(
                 users=self.users.external(np.arange(self.snap.n_users, len(self.users))),
-                tweet_ids=self.tweets.external(new_t),
+                tweet_ids=self.tweets.external(tweets),
                 tweet_authors=np.where(authors >= 0, self.users.external(np.maximum(authors, 0)), -1),
-                tweet_created=np.asarray(self.new_tweet_created, np.int64),
+                tweet_created=self.tweet_created(tweets),
                 tweet_texts=None,
                 follow_src=self.users.external(fs),
                 follow_dst=self.users.external(fd),
@@ -514,6 +522,23 @@ class LiveGraph:
                 eng_ts=ets,
                 eng_weight=ew,
             )
+
+
+class LiveSink:
+    """What a live feed (:class:`graphrec.serve.live_feed.LiveFeed`) writes to when no recommender
+    is served: a live graph over ``snap`` (a compaction, the fault checks)."""
+
+    def __init__(self, snap: GraphSnapshot):
+        self.snap = snap
+        self.live: LiveGraph | None = None
+
+    def attach_live(self, live: LiveGraph | None, **_) -> None:
+        self.live = live
+
+    def apply_events(self, cols: GraphColumns) -> dict[str, int]:
+        if self.live is None:
+            self.live = LiveGraph(self.snap)
+        return self.live.add(cols)
 
 
 def _filled(values: np.ndarray, dense: np.ndarray, fills: dict[int, int]) -> np.ndarray:
@@ -531,16 +556,17 @@ def fold(live: LiveGraph) -> GraphSnapshot:
     the recommender is refitted on it and a fresh :class:`LiveGraph` starts)."""
     from graph.snapshot import build_snapshot
 
-    snap, extra = live.snap, live.columns()
+    snap = live.snap
     users, tweets = np.asarray(snap.user_ids), np.asarray(snap.tweet_ids)
 
     def rows(indptr) -> np.ndarray:
         return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
-    with live.lock:  # snapshot tweets whose author or time arrived since
-        n_t = snap.n_tweets
-        author = live.tweet_author(np.arange(n_t, dtype=np.int64))
-        created = live.tweet_created(np.arange(n_t, dtype=np.int64))
+    with live.lock:  # one view of the live graph; the snapshot's tweets as it knows them now
+        extra = live.columns()
+        base_tweets = np.arange(snap.n_tweets, dtype=np.int64)
+        author = live.tweet_author(base_tweets)
+        created = live.tweet_created(base_tweets)
     return build_snapshot(
         user_ids=np.concatenate([users, extra.users, extra.follow_src, extra.follow_dst, extra.eng_user]),
         tweet_ids=np.concatenate([tweets, extra.tweet_ids, extra.eng_tweet]),
@@ -556,7 +582,7 @@ def fold(live: LiveGraph) -> GraphSnapshot:
         # occurrence of each id (base, then new tweets, then engagement-only ids) wins
         tweet_author=np.concatenate(
             [
-                np.where(author >= 0, users[np.maximum(author, 0)], -1),
+                np.where(author >= 0, live.users.external(np.maximum(author, 0)), -1),
                 extra.tweet_authors,
                 np.full(len(extra.eng_tweet), -1, np.int64),
             ]

@@ -62,6 +62,15 @@ class StreamConfig:
     max_wait_ms: int = 500  # longest wait to fill a micro-batch
     write_batch_size: int = DEFAULT_BATCH_SIZE  # rows per store transaction
     store_retry_s: float = 60.0  # how long an unavailable store is retried before giving up
+    # A consumer that died without leaving the group (SIGKILL, OOM, power) holds its partitions
+    # until the broker stops hearing from it: its restart waits this long (librdkafka's 45 s
+    # default made each crash a 45 s stall). Heartbeats come from a background thread, so a slow
+    # store write does not count against it (max.poll.interval.ms does).
+    session_timeout_ms: int = 10_000
+    # Static group membership (group.instance.id): a restart with the same id takes its
+    # partitions back at once, with no rebalance and no session timeout to wait out. Give each
+    # running stream process its own id; a stopped one's partitions wait for the session timeout.
+    instance_id: str | None = None
     log_every_s: float = 10.0
     client_config: Mapping[str, object] = field(default_factory=dict)
 
@@ -75,7 +84,7 @@ class StreamConfig:
             raise InputError("topic and group must be non-empty")
         if self.dlq == self.topic:
             raise InputError(f"the dead-letter topic must differ from the events topic ({self.topic!r})")
-        for name in ("batch_size", "max_wait_ms", "write_batch_size"):
+        for name in ("batch_size", "max_wait_ms", "write_batch_size", "session_timeout_ms"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.store_retry_s < 0 or self.log_every_s <= 0:
@@ -225,6 +234,8 @@ class StreamIngestor:
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",  # a new group reads the topic from its start
                     "isolation.level": "read_committed",  # never events of aborted transactions
+                    "session.timeout.ms": config.session_timeout_ms,
+                    **({"group.instance.id": config.instance_id} if config.instance_id else {}),
                 },
             )
         )

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graph.errors import GraphRecError
-from graph.live import LiveGraph, fold
+from graph.live import LiveGraph, LiveSink, fold
 from graph.snapshot import GraphSnapshot
 
 log = logging.getLogger(__name__)
@@ -46,19 +46,6 @@ class CompactResult:
     live_edges: int  # edges the fold added (after first-write-wins)
     offsets: dict[int, int]
     seconds: float
-
-
-class _LiveSink:
-    """What the live feed writes to: a live graph over the snapshot (no recommender needed)."""
-
-    def __init__(self, snap: GraphSnapshot):
-        self.snap, self.live = snap, LiveGraph(snap)
-
-    def attach_live(self, live: LiveGraph, **_) -> None:
-        self.live = live
-
-    def apply_events(self, cols) -> dict[str, int]:
-        return self.live.add(cols)
 
 
 def read_offsets(path: Path, topic: str) -> dict[int, int] | None:
@@ -113,7 +100,7 @@ def compact(
             artifact = load_artifact(embeddings, snapshot_id=snap.snapshot_id)
             user_vectors, tweet_vectors = artifact.user_vectors, artifact.tweet_vectors
 
-    sink = _LiveSink(snap)
+    sink = LiveSink(snap)
     feed = LiveFeed(live_settings, sink, newest_event(snap), start_offsets=start_offsets).start()
     try:
         if not feed.wait_caught_up(catch_up_timeout_s):
@@ -126,7 +113,7 @@ def compact(
     if feed.error:
         raise GraphRecError(f"compaction: the live feed failed: {feed.error}")
     offsets = feed.positions()
-    live = sink.live
+    live = sink.live if sink.live is not None else LiveGraph(snap)
     folded = fold(live)
     users, tweets = extend_vectors(snap, folded, user_vectors, tweet_vectors)
     rec = Recommender(folded, config=cfg, user_vectors=users, tweet_vectors=tweets)

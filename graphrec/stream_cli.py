@@ -96,6 +96,18 @@ def add_stream_parsers(sub) -> None:
         help="retry an unavailable store this long before giving up (default: %(default)s)",
     )
     p.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=10_000,
+        help="how long the broker waits for a consumer that died without leaving before it hands its "
+        "partitions to another or to its restart (default: %(default)s)",
+    )
+    p.add_argument(
+        "--instance-id",
+        help="static group membership: a restart with the same id takes its partitions back at once "
+        "(no rebalance, no session timeout); give each stream process its own",
+    )
+    p.add_argument(
         "--log-every-s", type=float, default=10.0, help="progress log interval (default: %(default)s)"
     )
     p.add_argument("--max-events", type=int, help="stop after handling this many messages (tests, backfills)")
@@ -175,6 +187,8 @@ def cmd_stream(args) -> int:
         max_wait_ms=args.max_wait_ms,
         write_batch_size=args.write_batch_size,
         store_retry_s=args.store_retry_s,
+        session_timeout_ms=args.session_timeout_ms,
+        instance_id=args.instance_id,
         log_every_s=args.log_every_s,
         client_config=settings,
     )

@@ -12,60 +12,21 @@ import uuid
 import numpy as np
 import pytest
 
-from graph.events import EventColumns, add_event
-from graph.export import export_snapshot
-from graph.ingest import GraphColumns, ingest
 from graph.kafka_client import ensure_topics, produce_events
-from graph.local_store import LocalStore
 from graph.snapshot import GraphSnapshot
+from graph.stream_checks import batch_graph, sample_events, snapshot_diff
 from graphrec.compact import compact, read_offsets
 from graphrec.serve.live_feed import LiveSettings
 from retrieval.live import fold_in
 from retrieval.recommender import Recommender
 from tests.test_serve import Server, call
-from tests.test_stream import _events
 
 pytestmark = pytest.mark.kafka
 
 
 def _snapshot(events: list[dict], directory) -> GraphSnapshot:
     """The snapshot a batch ingest of ``events`` into a fresh store exports."""
-    ev = EventColumns()
-    for e in events:
-        add_event(ev, e)
-    with LocalStore(directory) as store:
-        ingest(store, GraphColumns.from_events(ev), progress=False)
-        return export_snapshot(store, progress=False)
-
-
-def _graph(snap: GraphSnapshot) -> dict:
-    """A snapshot's graph in external ids (tweet texts left out: live segments do not keep them)."""
-    users, tweets = np.asarray(snap.user_ids), np.asarray(snap.tweet_ids)
-
-    def edges(indptr, indices, *cols):
-        src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        return src, np.asarray(indices), [np.asarray(c) for c in cols]
-
-    fs, fd, (fts,) = edges(snap.follow_out_indptr, snap.follow_out_indices, snap.follow_out_ts)
-    eu, et, (ek, ets, ew) = edges(
-        snap.eng_user_indptr,
-        snap.eng_user_indices,
-        snap.eng_user_kinds,
-        snap.eng_user_ts,
-        snap.eng_user_weights,
-    )
-    author = np.asarray(snap.tweet_author)
-    return {
-        "users": set(users.tolist()),
-        "tweets": {
-            int(t): (int(users[a]) if a >= 0 else -1, int(c))
-            for t, a, c in zip(tweets, author, np.asarray(snap.tweet_created))
-        },
-        "follows": set(zip(users[fs].tolist(), users[fd].tolist(), fts.tolist())),
-        "engagements": set(
-            zip(users[eu].tolist(), tweets[et].tolist(), ek.tolist(), ets.tolist(), np.round(ew, 4).tolist())
-        ),
-    }
+    return batch_graph(events, directory, snapshot=True)[1]
 
 
 @pytest.fixture
@@ -76,7 +37,7 @@ def topic(kafka_bootstrap) -> str:
 
 
 def test_compactions_equal_a_batch_ingest_and_start_where_the_last_stopped(kafka_bootstrap, topic, tmp_path):
-    events = _events(seed=3, n=600, n_users=40)
+    events = sample_events(seed=3, n=600, n_users=40)
     first, second, third = events[:300], events[300:500], events[500:]
     liked = next(e["target"] for e in first if e["event"] == "tweet")
     second += [  # a user born since the snapshot
@@ -96,7 +57,7 @@ def test_compactions_equal_a_batch_ingest_and_start_where_the_last_stopped(kafka
     produce_events(kafka_bootstrap, topic, first + second)  # the topic replays what the base holds
     one = compact(tmp_path / "snap", settings, tmp_path / "gen-1", model=tmp_path / "model")
     got = GraphSnapshot.load(tmp_path / "gen-1" / "snapshot")
-    assert _graph(got) == _graph(_snapshot(first + second, tmp_path / "store1"))
+    assert snapshot_diff(got, _snapshot(first + second, tmp_path / "store1")) == []
     assert one.events == len(first + second) and sum(one.offsets.values()) == len(first + second)
     assert read_offsets(tmp_path / "gen-1", topic) == one.offsets
 
@@ -124,13 +85,13 @@ def test_compactions_equal_a_batch_ingest_and_start_where_the_last_stopped(kafka
     )
     assert two.events == len(third)  # only what came after the first compaction
     got = GraphSnapshot.load(tmp_path / "gen-2" / "snapshot")
-    assert _graph(got) == _graph(_snapshot(events, tmp_path / "store2"))
+    assert snapshot_diff(got, _snapshot(events, tmp_path / "store2")) == []
     with pytest.raises(Exception, match="exists"):
         compact(tmp_path / "gen-1" / "snapshot", settings, tmp_path / "gen-2", start_offsets=one.offsets)
 
 
 def test_a_compaction_that_cannot_read_the_topic_writes_nothing(kafka_bootstrap, tmp_path):
-    base = _snapshot(_events(seed=4, n=50), tmp_path / "store")
+    base = _snapshot(sample_events(seed=4, n=50), tmp_path / "store")
     base.save(tmp_path / "snap")
     settings = LiveSettings(kafka_bootstrap, topic=f"missing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(Exception, match="no topic|feed"):
@@ -140,7 +101,7 @@ def test_a_compaction_that_cannot_read_the_topic_writes_nothing(kafka_bootstrap,
 
 
 def test_serve_compacts_in_the_background_and_keeps_every_event(kafka_bootstrap, topic, tmp_path):
-    events = _events(seed=5, n=500, n_users=40)
+    events = sample_events(seed=5, n=500, n_users=40)
     base = _snapshot(events[:300], tmp_path / "store")
     base.save(tmp_path / "snap")
     Recommender(base).save(tmp_path / "model")
@@ -184,13 +145,10 @@ def test_serve_compacts_in_the_background_and_keeps_every_event(kafka_bootstrap,
         gen = sorted((tmp_path / "compactions").glob("gen-*"))[0]
         snap = GraphSnapshot.load(gen / "snapshot")
         assert newcomer in set(np.asarray(snap.user_ids).tolist())  # the newcomer is in the snapshot now
-        want = _graph(
-            _snapshot(
-                events + [{"event": "follow", "user": newcomer, "target": followee, "ts": 5000}],
-                tmp_path / "all",
-            )
+        want = _snapshot(
+            events + [{"event": "follow", "user": newcomer, "target": followee, "ts": 5000}], tmp_path / "all"
         )
-        assert _graph(snap) == want
+        assert snapshot_diff(snap, want) == []
         offsets = json.loads((gen / "offsets.json").read_text())["offsets"]
         assert sum(offsets.values()) == len(events) + 1
         for _ in range(6):  # every worker: the followee stays out, on the compacted snapshot

@@ -189,6 +189,39 @@ def test_folding_the_live_graph_gives_the_snapshot_of_all_events(graph):
     assert folded.snapshot_id == whole.snapshot_id
 
 
+def test_an_event_fills_in_a_snapshot_tweet_known_only_through_an_engagement(tmp_path):
+    """Found by the fault matrix: a tweet engaged with before the snapshot and published (its
+    tweet event) after it. The stores fill in its author and time (first write wins per field);
+    the live graph must too, or fold(live) differs from a fresh snapshot of the same events."""
+    from graph.export import export_snapshot
+    from graph.ingest import ingest
+    from graph.local_store import LocalStore
+
+    base = _columns(users=[1, 2], eng_user=[1, 2], eng_tweet=[500, 501], eng_ts=[10, 11])
+    events = _columns(
+        tweet_ids=[500, 500, 501, 600],  # 500 twice: the first author wins; 600 is new
+        tweet_authors=[7, 2, 1, 2],  # 7: an author born after the snapshot
+        tweet_created=[20, 21, 22, 23],
+        follow_src=[7],
+        follow_dst=[1],
+    )
+    with LocalStore(tmp_path / "store") as store:
+        ingest(store, base, progress=False)
+        live = LiveGraph(export_snapshot(store, progress=False))
+        assert live.tweet_author(live.tweets.lookup(np.array([500]), create=False)).tolist() == [-1]
+        ingest(store, events, progress=False)
+        fresh = export_snapshot(store, progress=False)
+    live.add(events)
+    dense = live.tweets.lookup(np.array([500, 501, 600]), create=False)
+    authors = live.users.external(live.tweet_author(dense))
+    assert authors.tolist() == [7, 1, 2] and live.tweet_created(dense).tolist() == [20, 22, 23]
+    assert sorted(
+        live.tweets.external(live.new_tweets_by(live.users.lookup(np.array([7]), create=False)))
+    ) == [500]
+    assert fold(live).snapshot_id == fresh.snapshot_id
+    assert live.add(events)["tweets"] == 0  # a replay changes nothing
+
+
 def test_live_edges_cost_at_most_32_bytes(graph):
     _, base_cols, live_cols = _split(graph, 0.3, seed=3)
     live = LiveGraph(_snapshot(base_cols), segment_edges=256)

@@ -6,7 +6,6 @@ land in the dead-letter topic with reason and offset while the stream goes on.""
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -18,80 +17,15 @@ import pytest
 
 from graph.errors import InputError, StoreUnavailableError
 from graph.events import EventColumns, add_event
-from graph.ingest import GraphColumns, ingest
 from graph.kafka_client import confluent, ensure_topics, produce_events
 from graph.local_store import LocalStore
 from graph.stream import StreamConfig, StreamIngestor, StreamStats, dead_letter, decode_event
+from graph.stream_checks import MALFORMED, batch_graph, sample_events, store_graph
 
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _events(seed: int, n: int = 400, n_users: int = 30) -> list[dict]:
-    """Every event type; engagements of tweets published later; repeated events (with other
-    timestamps) from the same user, so they share a partition and the first one wins."""
-    rng = random.Random(seed)
-    kinds = ["like", "retweet", "reply", "quote", "engage"]
-    out: list[dict] = []
-    for i in range(n):
-        user = rng.randrange(n_users)
-        r = rng.random()
-        if r < 0.08:
-            out.append({"event": "user", "user": user})
-        elif r < 0.35:
-            target = rng.randrange(n_users)
-            if target != user:
-                out.append({"event": "follow", "user": user, "target": target, "ts": 1000 + i})
-        elif r < 0.5:
-            tweet = {"event": "tweet", "user": user, "target": 10_000 + i, "ts": 1000 + i}
-            if i % 3:
-                tweet["text"] = f"tweet {i} by {user}"
-            out.append(tweet)
-        else:
-            event = {
-                "event": rng.choice(kinds),
-                "user": user,
-                "target": 10_000 + rng.randrange(n),
-                "ts": 1000 + i,
-            }
-            if rng.random() < 0.3:
-                event["weight"] = round(rng.uniform(0.5, 3.0), 2)
-            out.append(event)
-    for e in rng.sample(out, 40):
-        if e["event"] != "tweet":  # a tweet repeated with other fields would fill in unset ones
-            out.append({**e, "ts": e.get("ts", 0) + 1})
-    return out
-
-
-def _graph(store) -> dict:
-    """Everything a store holds, comparable across store kinds."""
-    users = {int(u) for ids in store.iter_users(1000) for u in ids.tolist()}
-    tweets = {}
-    for b in store.iter_tweets(1000):
-        for i, a, c, t in zip(b.ids.tolist(), b.authors.tolist(), b.created.tolist(), b.texts):
-            tweets[i] = (a, c, t or None)
-    follows = {
-        f for b in store.iter_follows(1000) for f in zip(b.src.tolist(), b.dst.tolist(), b.ts.tolist())
-    }
-    engagements = {
-        (u, t, k, ts, round(w, 4))
-        for b in store.iter_engagements(1000)
-        for u, t, k, ts, w in zip(
-            b.users.tolist(), b.tweets.tolist(), b.kinds.tolist(), b.ts.tolist(), b.weights.tolist()
-        )
-    }
-    return {"users": users, "tweets": tweets, "follows": follows, "engagements": engagements}
-
-
-def _batch_graph(events: list[dict], directory) -> dict:
-    ev = EventColumns()
-    for e in events:
-        add_event(ev, e)
-    with LocalStore(directory) as store:
-        ingest(store, GraphColumns.from_events(ev), progress=False)
-        return _graph(store)
 
 
 @pytest.fixture
@@ -147,7 +81,7 @@ def _read_topic(bootstrap: str, topic: str, expected: int) -> list:
 
 
 def test_streamed_events_equal_a_batch_ingest(store, kafka_bootstrap, topic, tmp_path):
-    events = _events(seed=1)
+    events = sample_events(seed=1)
     assert produce_events(kafka_bootstrap, topic, events) == len(events)
     with StreamIngestor(store, _config(kafka_bootstrap, topic)) as stream:
         stats = stream.run(max_events=len(events))
@@ -156,7 +90,7 @@ def test_streamed_events_equal_a_batch_ingest(store, kafka_bootstrap, topic, tmp
         stats.batches >= len(events) // 60 and stats.commits == stats.batches and stats.commit_failures == 0
     )
     assert stats.lag == 0
-    assert _graph(store) == _batch_graph(events, tmp_path / "batch")
+    assert store_graph(store) == batch_graph(events, tmp_path / "batch")
     committed, ends = _offsets(kafka_bootstrap, topic, f"g-{topic}")
     assert committed == ends and sum(ends.values()) == len(events)
 
@@ -164,7 +98,7 @@ def test_streamed_events_equal_a_batch_ingest(store, kafka_bootstrap, topic, tmp
 def test_crash_between_write_and_commit_redelivers_and_stores_each_event_once(
     store, kafka_bootstrap, topic, tmp_path
 ):
-    events = _events(seed=2)
+    events = sample_events(seed=2)
     produce_events(kafka_bootstrap, topic, events)
     config = _config(kafka_bootstrap, topic, batch_size=50)
     first = StreamIngestor(store, config)
@@ -190,24 +124,14 @@ def test_crash_between_write_and_commit_redelivers_and_stores_each_event_once(
         assert second.run(idle_exit_s=1.5).consumed == remaining  # and nothing else is pending
     committed, ends = _offsets(kafka_bootstrap, topic, config.group)
     assert committed == ends and sum(ends.values()) == len(events)
-    assert _graph(store) == _batch_graph(events, tmp_path / "batch")
+    assert store_graph(store) == batch_graph(events, tmp_path / "batch")
 
 
 def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     local_store, kafka_bootstrap, topic, tmp_path
 ):
-    valid = _events(seed=3, n=120)
-    invalid = [
-        (b'{"event": "follow", "user": 1,', "invalid JSON"),
-        (b"[1, 2]", "must be a JSON object"),
-        (b'{"event": "poke", "user": 1, "target": 2}', "unknown event"),
-        (b'{"event": "follow", "user": 1, "target": 2, "colour": "red"}', "unknown key"),
-        (b'{"event": "follow", "user": 4, "target": 4}', "cannot follow themselves"),
-        (b'{"event": "like", "user": -1, "target": 2}', "user id -1"),
-        (b'{"event": "like", "user": 1, "target": 2, "weight": "heavy"}', "weight must be a number"),
-        (b'{"event": "follow", "user": 5, "target": 6, "ts": 1.5}', "ts must be an integer"),
-        (b"\xff\xfe not utf-8", "not UTF-8"),
-    ]
+    valid = sample_events(seed=3, n=120)
+    invalid = list(MALFORMED)
     # Invalid events first, in the middle and last: the valid ones around them are all stored.
     messages: list = [invalid[0][0], *[json.dumps(e) for e in valid[:60]], *[m for m, _ in invalid[1:-1]]]
     messages += [json.dumps(e) for e in valid[60:]] + [invalid[-1][0]]
@@ -215,7 +139,7 @@ def test_invalid_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     with StreamIngestor(local_store, _config(kafka_bootstrap, topic)) as stream:
         stats = stream.run(max_events=len(messages))
     assert (stats.consumed, stats.written, stats.dead_letters) == (len(messages), len(valid), len(invalid))
-    assert _graph(local_store) == _batch_graph(valid, tmp_path / "batch")
+    assert store_graph(local_store) == batch_graph(valid, tmp_path / "batch")
 
     originals = {(p, o): v for p, o, _, v in _read_topic(kafka_bootstrap, topic, len(messages))}
     letters = _read_topic(kafka_bootstrap, topic + ".dlq", len(invalid))
@@ -251,21 +175,21 @@ class _FlakyStore:
 
 
 def test_an_unavailable_store_is_retried_from_the_same_offsets(local_store, kafka_bootstrap, topic, tmp_path):
-    events = _events(seed=4, n=150)
+    events = sample_events(seed=4, n=150)
     produce_events(kafka_bootstrap, topic, events)
     flaky = _FlakyStore(local_store)
     with StreamIngestor(flaky, _config(kafka_bootstrap, topic, batch_size=1000, store_retry_s=30)) as stream:
         stats = stream.run(max_events=len(events))
     assert flaky.failures == 0 and stats.store_retries == 1
     assert stats.consumed == stats.written == len(events)
-    assert _graph(local_store) == _batch_graph(events, tmp_path / "batch")
+    assert store_graph(local_store) == batch_graph(events, tmp_path / "batch")
 
 
 def test_cli_produce_then_stream(kafka_bootstrap, tmp_path, capsys):
     from graphrec.cli import main
 
     topic = f"cli-{uuid.uuid4().hex[:10]}"
-    events = _events(seed=5, n=80)
+    events = sample_events(seed=5, n=80)
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events) + '{"event": "nope", "user": 1}\n')
     assert (
@@ -303,13 +227,13 @@ def test_cli_produce_then_stream(kafka_bootstrap, tmp_path, capsys):
         and "lag 0" in out
     )
     with LocalStore(store_dir, create=False) as store:
-        assert _graph(store) == _batch_graph(events, tmp_path / "batch")
+        assert store_graph(store) == batch_graph(events, tmp_path / "batch")
     assert main([*args, "--idle-exit-s", "1"]) == 0  # committed: a restart finds nothing new
     assert "streamed 0 events" in capsys.readouterr().out
 
 
 def test_sigterm_finishes_the_batch_commits_and_exits(kafka_bootstrap, topic, tmp_path):
-    events = _events(seed=6, n=50)
+    events = sample_events(seed=6, n=50)
     produce_events(kafka_bootstrap, topic, events)
     cmd = [sys.executable, "-m", "graphrec", "stream", "--bootstrap", kafka_bootstrap, "--topic", topic]
     cmd += ["--group", f"g-{topic}", "--store", str(tmp_path / "store"), "--log-every-s", "0.5"]

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 START_MARGIN_S = 60.0
 #: Seconds a starting worker waits for its feed to catch up before it serves anyway.
 CATCH_UP_TIMEOUT_S = 20.0
+#: A feed that cannot start (broker away, topic without a leader yet) tries again after this
+#: long, doubling up to the most.
+ASSIGN_RETRY_FIRST_S, ASSIGN_RETRY_MAX_S = 0.5, 10.0
 
 
 @dataclass(frozen=True)
@@ -118,13 +121,8 @@ class LiveFeed:
 
     # -- the consumer thread -------------------------------------------------------------
     def _run(self) -> None:
-        try:
-            consumer = self._assign()
-        except Exception as exc:  # the broker is down or the topic is missing: serve the snapshot
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error(
-                "worker %d: live feed not started (%s); serving the snapshot alone", self.worker, self.error
-            )
+        consumer = self._assign_retrying()
+        if consumer is None:
             return
         try:
             last_lag_check = 0.0
@@ -141,9 +139,36 @@ class LiveFeed:
         finally:
             consumer.close()
 
+    def _assign_retrying(self):
+        """:meth:`_assign` until it succeeds or the feed is stopped. The broker may be down or
+        restarting, or a topic just created may have no leader yet: the worker serves the
+        snapshot alone meanwhile (``error`` says why) and the feed starts as soon as it can."""
+        delay = ASSIGN_RETRY_FIRST_S
+        while not self._stop.is_set():
+            try:
+                consumer = self._assign()
+            except Exception as exc:  # noqa: BLE001 - any failure: try again later, say why
+                first = self.error is None
+                self.error = f"{type(exc).__name__}: {exc}"
+                (log.error if first else log.debug)(
+                    "worker %d: live feed not started (%s); serving the snapshot alone, retrying every %.0f s",
+                    self.worker,
+                    self.error,
+                    ASSIGN_RETRY_MAX_S,
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, ASSIGN_RETRY_MAX_S)
+                continue
+            if self.error is not None:
+                log.info("worker %d: live feed started after: %s", self.worker, self.error)
+            self.error = None
+            return consumer
+        return None
+
     def _assign(self):
         ck = confluent()
         s = self.settings
+        self._targets.clear()
         consumer = ck.Consumer(
             client_config(
                 s.bootstrap,
@@ -156,10 +181,18 @@ class LiveFeed:
                 },
             )
         )
+        try:
+            return self._assign_partitions(ck, consumer)
+        except BaseException:
+            consumer.close()
+            self._targets.clear()
+            raise
+
+    def _assign_partitions(self, ck, consumer):
+        s = self.settings
         topics = consumer.list_topics(s.topic, timeout=10).topics
         meta = topics.get(s.topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            consumer.close()
             raise GraphRecError(f"no topic {s.topic!r} on {s.bootstrap}")
         parts = [ck.TopicPartition(s.topic, p) for p in sorted(meta.partitions)]
         if self.start_offsets is not None:
