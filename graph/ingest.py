@@ -4,11 +4,19 @@ Order: users, tweets (with authorship), follows, engagements. Each batch is one
 transaction in the store; a batch is first de-duplicated by its key (first
 occurrence wins, as in the stores), so re-running an ingest, or resuming one that
 was interrupted, adds nothing and ends with the same graph.
+
+A store that takes concurrent writes (``concurrent_writes``: Neo4j with graphrec's
+procedures) can be fed by several writer threads (``writers``): the follows and
+engagements are then de-duplicated over the whole part first, so no key is in two
+batches and the graph is the same as with one writer; users are a set; tweets, whose
+fields are first-write-wins one by one, keep one writer.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,21 +128,49 @@ def ingest(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    writers: int = 1,
 ) -> dict[str, int]:
-    """Write ``cols`` into ``store`` in transactional batches; returns rows sent per part."""
+    """Write ``cols`` into ``store`` in transactional batches; returns rows sent per part.
+
+    ``writers`` > 1 writes the batches of a part from that many threads when the store takes
+    concurrent writes (else it is ignored); the resulting graph is the same."""
     if batch_size < 1:
         raise GraphRecError(f"batch_size must be >= 1, got {batch_size}")
+    if writers < 1:
+        raise GraphRecError(f"writers must be >= 1, got {writers}")
     store.ensure_schema()
     total = len(cols.users) + len(cols.tweet_ids) + len(cols.follow_src) + len(cols.eng_user)
     bar = tqdm(total=total, unit="row", desc=f"ingest -> {store.kind}", disable=not progress, mininterval=1.0)
     sent = {"users": 0, "tweets": 0, "follows": 0, "engagements": 0}
     done_batches = 0
-    try:
-        for part, n, write in _batches(cols, batch_size):
-            write(store)
+    # A store that takes concurrent writes gets whole-part key batches, however many writers.
+    concurrent = bool(getattr(store, "concurrent_writes", False))
+    counting = threading.Lock()
+
+    def run(batch) -> None:
+        nonlocal done_batches
+        part, n, write = batch
+        write(store)
+        with counting:
             sent[part] += n
             done_batches += 1
             bar.update(n)
+
+    try:
+        if not concurrent:
+            for batch in _batches(cols, batch_size):
+                run(batch)
+        else:
+            parts: dict[str, list] = {}
+            for batch in _batches(cols, batch_size, whole_part_keys=True):
+                parts.setdefault(batch[0], []).append(batch)
+            with ThreadPoolExecutor(writers, thread_name_prefix="ingest") as pool:
+                for part, batches in parts.items():  # one part after the other, in order
+                    if part == "tweets":
+                        for batch in batches:
+                            run(batch)
+                    else:
+                        list(pool.map(run, batches))
     except StoreUnavailableError as exc:
         raise StoreUnavailableError(
             f"{exc} (after {done_batches} committed batches; re-running the same ingest is safe: it is "
@@ -146,7 +182,10 @@ def ingest(
     return sent
 
 
-def _batches(cols: GraphColumns, size: int):
+def _batches(cols: GraphColumns, size: int, whole_part_keys: bool = False):
+    """(part, rows, write) per batch. With ``whole_part_keys`` the follows and engagements keep
+    the first row of each key over the whole part (batches then share no key); ``rows`` still
+    counts the rows given."""
     users = np.unique(np.asarray(cols.users, np.int64))
     for lo in range(0, len(users), size):
         chunk = users[lo : lo + size]
@@ -164,6 +203,9 @@ def _batches(cols: GraphColumns, size: int):
         )
         yield "tweets", len(cols.tweet_ids[sl]), lambda s, b=batch: s.write_tweets(b)
 
+    if whole_part_keys:
+        yield from _unique_key_batches(cols, size)
+        return
     for lo in range(0, len(cols.follow_src), size):
         sl = slice(lo, lo + size)
         src = np.asarray(cols.follow_src[sl], np.int64)
@@ -186,6 +228,52 @@ def _batches(cols: GraphColumns, size: int):
             np.asarray(cols.eng_weight[sl], np.float32)[keep],
         )
         yield "engagements", len(u), lambda s, b=batch: s.write_engagements(b)
+
+
+def _unique_key_batches(cols: GraphColumns, size: int):
+    # In key order, cut where the source changes: concurrent batches then hold different
+    # followers (and engaging users). A call locks the keys it checks until it commits, so
+    # batches that shared one would take turns.
+    src, dst = np.asarray(cols.follow_src, np.int64), np.asarray(cols.follow_dst, np.int64)
+    keep = _first_rows([src, dst], key_order=True)
+    src, dst, ts = src[keep], dst[keep], np.asarray(cols.follow_ts, np.int64)[keep]
+    for lo, hi, n in _runs(src, size, len(cols.follow_src)):
+        b = FollowBatch(src[lo:hi], dst[lo:hi], ts[lo:hi])
+        yield "follows", n, lambda s, b=b: s.write_follows(b)
+    u, t = np.asarray(cols.eng_user, np.int64), np.asarray(cols.eng_tweet, np.int64)
+    k = np.asarray(cols.eng_kind, np.int8)
+    keep = _first_rows([u, t, k.astype(np.int64)], key_order=True)
+    ts, w = np.asarray(cols.eng_ts, np.int64)[keep], np.asarray(cols.eng_weight, np.float32)[keep]
+    u, t, k = u[keep], t[keep], k[keep]
+    for lo, hi, n in _runs(u, size, len(cols.eng_user)):
+        b = EngagementBatch(u[lo:hi], t[lo:hi], k[lo:hi], ts[lo:hi], w[lo:hi])
+        yield "engagements", n, lambda s, b=b: s.write_engagements(b)
+
+
+def _runs(sources: np.ndarray, size: int, n_in: int):
+    """(lo, hi, rows given) of batches of about ``size`` rows of sorted ``sources``, cut where the
+    source changes unless one source alone fills a batch; the last batch also counts the
+    ``n_in - len(sources)`` duplicates dropped before."""
+    n, lo = len(sources), 0
+    while lo < n:
+        hi = min(lo + size, n)
+        if hi < n:
+            start = int(np.searchsorted(sources, sources[hi], "left"))  # where hi's source begins
+            hi = start if start > lo else hi
+        yield lo, hi, (hi - lo if hi < n else n_in - lo)
+        lo = hi
+
+
+def _first_rows(keys: list[np.ndarray], key_order: bool = False) -> np.ndarray:
+    """Positions of the first row of each distinct key tuple, in input order (or in key order)
+    (a lexsort: several times faster than ``np.unique(axis=0)`` on millions of rows)."""
+    n = len(keys[0])
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort([np.arange(n), *keys[::-1]])  # last key is primary; row number breaks ties
+    new = np.ones(n, bool)
+    new[1:] = np.any([k[order][1:] != k[order][:-1] for k in keys], axis=0)
+    return order[new] if key_order else np.sort(order[new])
 
 
 def _first_occurrence(keys: np.ndarray) -> np.ndarray:
