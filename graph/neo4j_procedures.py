@@ -93,6 +93,7 @@ COLUMN_DTYPES: dict[str, np.dtype] = {
     "eng_weight": np.dtype("<f4"),
 }
 
+_UNAVAILABLE = (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError)
 _BAD_ROW = re.compile(r"BadRowException: row (\d+): (.*)", re.DOTALL)
 _CAUSE = re.compile(r"Caused by: [\w.$]+: (.*)", re.DOTALL)
 
@@ -150,7 +151,7 @@ class Plugin:
                     session.run(statement).consume()
                 session.run(cypher.PLUGIN_AWAIT_SCHEMA, seconds=300).consume()
                 rec = session.execute_write(lambda tx: tx.run(cypher.PLUGIN_INIT).single())
-        except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError) as exc:
+        except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
         self._schema_done = True
         return ChangeMarker(int(rec["epoch"]), int(rec["seq"]))
@@ -162,7 +163,15 @@ class Plugin:
         query = cypher.PLUGIN_WRITE[part]
         t0 = time.perf_counter()
         try:
-            rec = self.store._run(lambda tx: tx.run(query, params).single(), write=True)
+            # Concurrent writers deadlock now and then (Neo4j locks the relationship chains of
+            # nodes that turn dense at commit); the driver retries those after a 1 s pause by
+            # default, which is longer than a batch takes: start at 20 ms.
+            with self.store.driver.session(
+                database=self.store.database, default_access_mode=neo4j.WRITE_ACCESS, initial_retry_delay=0.02
+            ) as session:
+                rec = session.execute_write(lambda tx: tx.run(query, params).single())
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
         except ClientError as exc:
             m = _BAD_ROW.search(exc.message or "")
             if m:

@@ -338,3 +338,63 @@ def test_an_open_write_holds_back_the_marker(plugin_store):
     assert sorted(zip(both.follow_src.tolist(), both.follow_dst.tolist())) == [(1, 2), (3, 4)]
     assert marker3.seq > marker.seq
     assert len(store.plugin.changes(marker3)[0].follow_src) == 0
+
+
+class _Recorder:
+    """A store that records what each write touches (for the concurrent schedule)."""
+
+    def __init__(self):
+        self.nodes: set = set()
+        self.follows: dict = {}
+        self.engagements: dict = {}
+
+    def write_users(self, ids):
+        self.nodes.update(("u", int(i)) for i in ids)
+
+    def write_tweets(self, b):
+        self.nodes.update(("t", int(i)) for i in b.ids)
+        self.nodes.update(("u", int(a)) for a in b.authors if a >= 0)
+
+    def write_follows(self, b):
+        for s, d, t in zip(b.src.tolist(), b.dst.tolist(), b.ts.tolist()):
+            self.nodes.update((("u", s), ("u", d)))
+            self.follows.setdefault((s, d), t)
+
+    def write_engagements(self, b):
+        for u, t, k, ts in zip(b.users.tolist(), b.tweets.tolist(), b.kinds.tolist(), b.ts.tolist()):
+            self.nodes.update((("u", u), ("t", t)))
+            self.engagements.setdefault((u, t, k), ts)
+
+
+def test_concurrent_schedule_gives_writers_disjoint_nodes_and_keeps_the_first_rows():
+    from itertools import combinations
+
+    from graph.ingest import _rounds
+
+    cols = _cols(seed=17)
+    first_follows, first_engagements = {}, {}
+    for s, d, t in zip(cols.follow_src.tolist(), cols.follow_dst.tolist(), cols.follow_ts.tolist()):
+        first_follows.setdefault((s, d), t)
+    for u, t, k, ts in zip(
+        cols.eng_user.tolist(), cols.eng_tweet.tolist(), cols.eng_kind.tolist(), cols.eng_ts.tolist()
+    ):
+        first_engagements.setdefault((u, t, k), ts)
+    for writers in (1, 2, 3):
+        everything = _Recorder()
+        rows = 0
+        for tasks in _rounds(cols, 40, writers):
+            assert len(tasks) >= 1
+            touched = []
+            for task in tasks:
+                rec = _Recorder()
+                for _, n, write in task:
+                    write(rec)
+                    write(everything)
+                    rows += n
+                touched.append(rec.nodes)
+            for a, b in combinations(touched, 2):
+                assert not (a & b)  # concurrent tasks never share a node
+        assert everything.follows == first_follows and everything.engagements == first_engagements
+        assert rows == len(np.unique(cols.users)) + len(cols.tweet_ids) + len(cols.follow_src) + len(
+            cols.eng_user
+        )
