@@ -192,3 +192,31 @@ CALL db.index.vector.queryNodes($index, $k, $vector) YIELD node, score
 RETURN node.id AS id, score
 """
 AWAIT_INDEXES = "CALL db.awaitIndexes($seconds)"
+
+# -- graphrec's own server procedures (graph/neo4j_plugin; called by graph/neo4j_procedures.py) --
+
+PLUGIN_PROCEDURES = (
+    "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'graphrec.' RETURN collect(name) AS names"
+)
+PLUGIN_VERSION = (
+    "CALL graphrec.version() YIELD version, protocol, neo4j, kinds RETURN version, protocol, neo4j, kinds"
+)
+# The change log: one meta node (epoch, last seq), one :GraphrecDelta node per write call.
+PLUGIN_SCHEMA = [
+    "CREATE CONSTRAINT graphrec_meta_key IF NOT EXISTS FOR (m:GraphrecMeta) REQUIRE m.key IS UNIQUE",
+    "CREATE INDEX graphrec_delta_seq IF NOT EXISTS FOR (d:GraphrecDelta) ON (d.seq)",
+]
+PLUGIN_AWAIT_SCHEMA = "CALL db.awaitIndex('graphrec_delta_seq', $seconds)"
+PLUGIN_INIT = "CALL graphrec.init() YIELD epoch, seq, pruned RETURN epoch, seq, pruned"
+_WRITE_YIELD = (
+    " YIELD seq, rows, nodes, relationships, timings RETURN seq, rows, nodes, relationships, timings"
+)
+PLUGIN_WRITE = {
+    "users": "CALL graphrec.writeUsers($ids)" + _WRITE_YIELD,
+    "tweets": "CALL graphrec.writeTweets($ids, $authors, $created, $texts)" + _WRITE_YIELD,
+    "follows": "CALL graphrec.writeFollows($src, $dst, $ts)" + _WRITE_YIELD,
+    "engagements": "CALL graphrec.writeEngagements($users, $tweets, $kinds, $ts, $weights)" + _WRITE_YIELD,
+}
+PLUGIN_EXPORT = "CALL graphrec.export($chunk_rows) YIELD part, rows, data RETURN part, rows, data"
+PLUGIN_CHANGES = "CALL graphrec.changes($epoch, $seq) YIELD part, rows, data RETURN part, rows, data"
+PLUGIN_PRUNE = "CALL graphrec.pruneChanges($epoch, $through) YIELD deleted, pruned RETURN deleted, pruned"
