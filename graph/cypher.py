@@ -34,17 +34,21 @@ SCHEMA = [
 # and never delete, so that is exactly the graph after that batch. Data written without a
 # stamp (bulk import, older versions) counts as 0, i.e. always visible.
 
+# The clock also carries the graph's ``epoch``, a random number made with it: a clear() deletes
+# the clock, so an incremental export's marker from before it is recognised as stale. graphrec's
+# server procedures (graph/neo4j_plugin, KernelGraph.takeClock) take the same numbers from the
+# same node under the same lock, so both paths' batches interleave in one order.
 NEXT_BATCH_SEQ = """
 MERGE (c:GraphClock {id: 0})
 ON CREATE SET c.seq = 0
-SET c.seq = c.seq + 1
+SET c.seq = c.seq + 1, c.epoch = coalesce(c.epoch, 1 + toInteger(rand() * 4503599627370495))
 RETURN c.seq AS seq
 """
 # SET of an unchanged value still takes the node's write lock: waits for a batch in flight.
 LAST_BATCH_SEQ = """
 OPTIONAL MATCH (c:GraphClock {id: 0})
 SET c.seq = c.seq
-RETURN coalesce(c.seq, 0) AS seq
+RETURN coalesce(c.seq, 0) AS seq, coalesce(c.epoch, 0) AS epoch
 """
 
 # -- writes (each runs inside one managed write transaction per batch, with $seq) -------
@@ -201,13 +205,12 @@ PLUGIN_PROCEDURES = (
 PLUGIN_VERSION = (
     "CALL graphrec.version() YIELD version, protocol, neo4j, kinds RETURN version, protocol, neo4j, kinds"
 )
-# The change log: one meta node (epoch, last seq), one :GraphrecDelta node per write call.
+# The change log: one :GraphrecDelta node per graphrec write call that changed something, keyed by
+# its batch number (GraphClock's seq); the batch numbers and stamps are the Cypher path's.
 PLUGIN_SCHEMA = [
-    "CREATE CONSTRAINT graphrec_meta_key IF NOT EXISTS FOR (m:GraphrecMeta) REQUIRE m.key IS UNIQUE",
     "CREATE INDEX graphrec_delta_seq IF NOT EXISTS FOR (d:GraphrecDelta) ON (d.seq)",
 ]
 PLUGIN_AWAIT_SCHEMA = "CALL db.awaitIndex('graphrec_delta_seq', $seconds)"
-PLUGIN_INIT = "CALL graphrec.init() YIELD epoch, seq, pruned RETURN epoch, seq, pruned"
 _WRITE_YIELD = (
     " YIELD seq, rows, nodes, relationships, timings RETURN seq, rows, nodes, relationships, timings"
 )
@@ -217,6 +220,9 @@ PLUGIN_WRITE = {
     "follows": "CALL graphrec.writeFollows($src, $dst, $ts)" + _WRITE_YIELD,
     "engagements": "CALL graphrec.writeEngagements($users, $tweets, $kinds, $ts, $weights)" + _WRITE_YIELD,
 }
-PLUGIN_EXPORT = "CALL graphrec.export($chunk_rows) YIELD part, rows, data RETURN part, rows, data"
-PLUGIN_CHANGES = "CALL graphrec.changes($epoch, $seq) YIELD part, rows, data RETURN part, rows, data"
+# $hw: the high-water batch number of a read view (LAST_BATCH_SEQ).
+PLUGIN_EXPORT = "CALL graphrec.export($hw, -1, $chunk_rows) YIELD part, rows, data RETURN part, rows, data"
+PLUGIN_CHANGES = (
+    "CALL graphrec.changes($epoch, $seq, $hw, $chunk_rows) YIELD part, rows, data RETURN part, rows, data"
+)
 PLUGIN_PRUNE = "CALL graphrec.pruneChanges($epoch, $through) YIELD deleted, pruned RETURN deleted, pruned"

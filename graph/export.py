@@ -32,7 +32,9 @@ def export_snapshot(store: GraphStore, *, batch_size: int = 20_000, progress: bo
         cols = export_columns() if export_columns is not None else None
         if cols is not None:
             snap = snapshot_from_columns(cols)
-            log.info("exported snapshot %s from %s in %.1fs", snap.snapshot_id, store, time.perf_counter() - t0)
+            log.info(
+                "exported snapshot %s from %s in %.1fs", snap.snapshot_id, store, time.perf_counter() - t0
+            )
             return snap
         counts = view.counts()  # for the progress bar only
         total = sum(counts.values())

@@ -323,10 +323,10 @@ def _write_stamp(target: Path, stamp: dict) -> None:
 
 
 def _run_tool(
-    cmd: list[str], what: str, timeout: float, cwd: Path | None = None
+    cmd: list[str], what: str, timeout: float, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     except FileNotFoundError:
         raise StoreUnavailableError(f"{what}: {cmd[0]} not found; install it or set NEO4J_URI") from None
     except subprocess.TimeoutExpired:
@@ -419,26 +419,36 @@ def _plugin_is_current(stamp: dict | None, plugin_sha: str) -> bool:
 
 
 def _build_plugin(jdk: _Java, target: Path, plugin_sha: str) -> dict:
-    """Compile the plugin against the provisioned Neo4j jars into ``target/plugins/`` (javac and
-    jar, like the launcher: no Maven plugins needed, so this works offline too; its pom.xml builds
-    the same jar with ``mvn package`` for a server elsewhere). Returns the stamp's plugin fields."""
-    sources = [p for p in _plugin_sources() if p.suffix == ".java"]
+    """Build the plugin with Maven from its pom.xml (``mvn package``: Maven Central's compiler and
+    jar plugins, pinned there, and the Neo4j jars already fetched for the server; offline first,
+    so once ``~/.m2`` has them no network is needed) in a copy of its sources under ``target``
+    (Maven's output stays out of the source tree, which may be read-only), and install the jar
+    into ``target/plugins/``. Returns the stamp's plugin fields."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StoreUnavailableError("building graphrec's Neo4j plugin needs Maven (`mvn`) on PATH")
     plugins = target / "plugins"
     plugins.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        classes = Path(tmp) / "classes"
-        cmd = [str(jdk.javac), "--release", "17", "-proc:none", "-cp", str(target / "lib" / "*")]
-        result = _run_tool([*cmd, "-d", str(classes), *map(str, sources)], "javac (graphrec plugin)", 300)
+        build = Path(tmp) / "neo4j_plugin"
+        for src in _plugin_sources():
+            dst = build / src.relative_to(PLUGIN_DIR)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        env = {**os.environ, "JAVA_HOME": str(Path(jdk.javac).resolve().parents[1])}
+        cmd = [mvn, "-B", "-q", "-f", str(build / "pom.xml"), "package", "-DskipTests"]
+        result = _run_tool([*cmd[:3], "-o", *cmd[3:]], "Maven (graphrec plugin, offline)", 600, build, env)
         if result.returncode != 0:
-            raise StoreUnavailableError(
-                f"javac could not compile {PLUGIN_DIR}:\n{result.stdout}{result.stderr}"
-            )
-        staged = Path(tmp) / PLUGIN_JAR
-        result = _run_tool([str(jdk.jar), "cf", str(staged), "-C", str(classes), "."], "jar", 120)
-        if result.returncode != 0:
-            raise StoreUnavailableError(f"jar failed:\n{result.stdout}{result.stderr}")
+            log.info("building graphrec's Neo4j plugin: fetching Maven's build plugins (first run only)")
+            result = _run_tool(cmd, "Maven (graphrec plugin)", 1800, build, env)
+        jar = build / "target" / PLUGIN_JAR
+        if result.returncode != 0 or not jar.is_file():
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+            raise StoreUnavailableError(f"Maven could not build {PLUGIN_DIR} (`{' '.join(cmd)}`):\n{tail}")
+        staged = plugins / (PLUGIN_JAR + ".tmp")
+        shutil.copyfile(jar, staged)
         os.replace(staged, plugins / PLUGIN_JAR)
-    log.info("built graphrec's Neo4j plugin: %s", plugins / PLUGIN_JAR)
+    log.info("built graphrec's Neo4j plugin with Maven: %s", plugins / PLUGIN_JAR)
     return {"plugin_sha": plugin_sha, "plugin_jar": str(plugins / PLUGIN_JAR)}
 
 

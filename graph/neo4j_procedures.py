@@ -11,20 +11,23 @@ through it instead of Cypher, with the same results:
   nothing is written, and :class:`~graph.errors.InputError` names the row.
 * **full export**: ``graphrec.export`` scans the node and relationship stores once and streams a
   few records of packed columns (``chunk_rows`` rows each) instead of one record per row.
-* **incremental export**: every write call that changes something also appends what it changed
-  to a change log in the same transaction (a ``:GraphrecDelta`` node of packed columns with
-  a sequence number ``seq``). Writers run concurrently, so seqs are handed out in memory and a
-  reader only goes up to the *watermark*, one below the lowest seq whose transaction is still
-  open (``ChangeClock.java``). A :class:`ChangeMarker` (the log's random ``epoch`` and a
-  ``seq``) comes with every export: :func:`Plugin.changes` returns exactly the changes after
-  it (a full export holds every change up to its marker and perhaps some later ones, which
-  :func:`merge_changes` absorbs: keys are first-write-wins). A marker from before a
-  ``clear()`` (a new epoch) or from before :func:`Plugin.prune` is refused: take a full
-  export. Only the procedures log changes: what the Cypher path writes after a marker is not
-  in the incremental export (a store with the plugin always writes through it).
+* **one clock for both paths**: a write call ends by taking the next batch number from the
+  graph's ``(:GraphClock {id: 0})`` node under its write lock, held to the commit, exactly as a
+  Cypher-path batch begins (graph/cypher.py ``NEXT_BATCH_SEQ``), and stamps ``batch_seq`` (and
+  ``created_at_seq`` / ``text_seq``) on what it created or set. Batches of both paths therefore
+  commit in one number order, and every export reads one consistent view: the graph up to the
+  high-water number :meth:`Neo4jStore.read_view` read under that lock.
+* **incremental export**: every write call that changes something also records what it changed
+  in the same transaction, a ``:GraphrecDelta`` node of packed columns keyed by its batch
+  number. A :class:`ChangeMarker` (the clock's random ``epoch`` and a batch number) comes with
+  every export; :meth:`Plugin.changes` returns exactly what the batches after it, up to a new
+  view's high-water mark, created or set: from the change-log entries when every batch in the
+  range has one, else (a Cypher-path batch among them, or entries pruned by :meth:`Plugin.prune`)
+  by one scan of the stamps, which gives the same columns. A marker from before a ``clear()``
+  (a new clock, a new epoch) is refused: take a full export.
 * **concurrent writers**: ``ingest(..., writers=2)`` writes the batches of a part from two
-  threads, which is what uses the second core (a call locks the keys it checks, so
-  concurrent writers of the same key still create it once).
+  threads (node-disjoint tasks, see :func:`graph.ingest.ingest`); they overlap their lookups
+  and creates and queue only for the clock, the stamping and the commit.
 
 :func:`connect` decides once per store which path it uses: ``Neo4jStore.procedures`` (default
 ``$GRAPHREC_NEO4J_PROCEDURES``, else ``auto``) is ``auto`` (the plugin when the server has it),
@@ -33,6 +36,7 @@ through it instead of Cypher, with the same results:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -60,11 +64,10 @@ log = logging.getLogger(__name__)
 PROCEDURES_ENV = "GRAPHREC_NEO4J_PROCEDURES"
 MODES = ("auto", "plugin", "cypher")
 #: The plugin protocol this client speaks (GraphrecProcedures.PROTOCOL).
-PROTOCOL = 1
+PROTOCOL = 2
 REQUIRED = frozenset(
     {
         "graphrec.version",
-        "graphrec.init",
         "graphrec.writeUsers",
         "graphrec.writeTweets",
         "graphrec.writeFollows",
@@ -144,17 +147,17 @@ class Plugin:
 
     # -- schema ---------------------------------------------------------------------------
     def ensure_schema(self) -> ChangeMarker:
-        """Create the change log's constraint and index and its meta node (idempotent)."""
+        """Create the change log's index (idempotent); returns the marker of the graph now."""
         try:
             with self.store.driver.session(database=self.store.database) as session:
                 for statement in cypher.PLUGIN_SCHEMA:
                     session.run(statement).consume()
                 session.run(cypher.PLUGIN_AWAIT_SCHEMA, seconds=300).consume()
-                rec = session.execute_write(lambda tx: tx.run(cypher.PLUGIN_INIT).single())
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
         self._schema_done = True
-        return ChangeMarker(int(rec["epoch"]), int(rec["seq"]))
+        with self.store.read_view() as view:
+            return ChangeMarker(view._epoch, view._high_water)
 
     # -- writes ---------------------------------------------------------------------------
     def _write(self, part: str, n: int, **params: Any) -> dict:
@@ -241,16 +244,32 @@ class Plugin:
                 out.append((part, data))
         return out, marker
 
-    def export(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[GraphColumns, ChangeMarker | None]:
-        """The whole graph as columns, and the change-log marker it is consistent with (None
-        when the database has no change log yet)."""
-        chunks, marker = self._read_chunks(cypher.PLUGIN_EXPORT, chunk_rows=int(chunk_rows))
-        epoch = int(marker.get("epoch", 0))
-        return _columns(chunks), (ChangeMarker(epoch, int(marker["seq"])) if epoch else None)
+    def export(
+        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, view: Neo4jStore | None = None
+    ) -> tuple[GraphColumns, ChangeMarker]:
+        """The graph of a read view (``view``, else a new one of the store) as columns, and its
+        marker: everything up to the view's high-water batch, nothing after it."""
+        with contextlib.ExitStack() as stack:
+            if view is None:
+                view = stack.enter_context(self.store.read_view())
+            chunks, _ = self._read_chunks(
+                cypher.PLUGIN_EXPORT, hw=view._high_water, chunk_rows=int(chunk_rows)
+            )
+            return _columns(chunks), ChangeMarker(view._epoch, view._high_water)
 
-    def changes(self, since: ChangeMarker) -> tuple[GraphColumns, ChangeMarker]:
-        """What the write procedures changed after ``since``, and the marker to ask from next."""
-        chunks, marker = self._read_chunks(cypher.PLUGIN_CHANGES, epoch=since.epoch, seq=since.seq)
+    def changes(
+        self, since: ChangeMarker, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> tuple[GraphColumns, ChangeMarker]:
+        """What the batches after ``since`` created or set, up to a new read view's high-water
+        mark, and that view's marker (to ask from next)."""
+        with self.store.read_view() as view:
+            chunks, marker = self._read_chunks(
+                cypher.PLUGIN_CHANGES,
+                epoch=since.epoch,
+                seq=since.seq,
+                hw=view._high_water,
+                chunk_rows=int(chunk_rows),
+            )
         return _columns(chunks), ChangeMarker(int(marker["epoch"]), int(marker["seq"]))
 
     def prune(self, through: ChangeMarker) -> int:

@@ -79,6 +79,7 @@ class Neo4jStore(GraphStore):
         self.query_timeout = query_timeout
         # The last batch number the reads see; below the maximum only in a read view.
         self._high_water = _ALL_BATCHES
+        self._epoch = 0  # the graph's epoch as a read view saw it (GraphClock.epoch)
         self.procedures = neo4j_procedures.default_mode()
 
     # -- graphrec's server procedures (graph/neo4j_procedures.py) -----------------
@@ -108,8 +109,12 @@ class Neo4jStore(GraphStore):
         return self.plugin is not None
 
     def export_columns(self) -> GraphColumns | None:
-        """The whole graph as columns through the procedures (None on the Cypher path)."""
-        return None if self.plugin is None else self.plugin.export()[0]
+        """The graph of this read view (or of a new one) as columns through the procedures (None on
+        the Cypher path)."""
+        if self.plugin is None:
+            return None
+        with self.read_view() as view:
+            return self.plugin.export(view=view)[0]
 
     @classmethod
     def connect(
@@ -207,6 +212,7 @@ class Neo4jStore(GraphStore):
         view = copy.copy(self)
         view._owns_driver = False
         view._high_water = int(record["seq"])
+        view._epoch = int(record["epoch"])
         log.debug("read view of %r up to batch %d", self, view._high_water)
         yield view
 

@@ -48,20 +48,48 @@ final class Export {
         }
     }
 
-    static Chunk marker(KernelGraph.Meta meta, long seq) {
+    static Chunk marker(KernelGraph.Clock clock, long hw) {
         Map<String, Object> data = new LinkedHashMap<>();
-        data.put("epoch", meta == null ? 0L : meta.epoch());
-        data.put("seq", seq);
-        data.put("pruned", meta == null ? 0L : meta.pruned());
+        data.put("epoch", clock == null ? 0L : clock.epoch());
+        data.put("seq", hw);
+        data.put("pruned", clock == null ? 0L : clock.pruned());
         return new Chunk("marker", 0, data);
+    }
+
+    /**
+     * The marker of a read up to batch {@code hw}, after checking that a client's marker
+     * ({@code epoch}, {@code since}) belongs to this graph: same epoch (a graph cleared since has a
+     * new clock, so a new epoch; epoch 0 with seq 0, "nothing seen yet", fits any) and a number
+     * in 0..hw.
+     */
+    static Chunk checkMarker(KernelGraph g, long epoch, long since, long hw) throws KernelException {
+        KernelGraph.Clock clock = g.clockIfExists();
+        long current = clock == null ? 0 : clock.epoch();
+        if (epoch != current && !(epoch == 0 && since == 0)) {
+            throw new IllegalArgumentException("graphrec.changes: the marker is from another graph (epoch " + epoch
+                    + ", this database's is " + current + "; it was cleared or replaced): take a full export");
+        }
+        if (since < 0 || since > hw || (clock != null && hw > clock.seq())) {
+            throw new IllegalArgumentException("graphrec.changes: marker seq " + since + " or high-water mark " + hw
+                    + " is outside this graph's batches (0.." + (clock == null ? 0 : clock.seq()) + ")");
+        }
+        return marker(clock, hw);
     }
 
     private static final byte NONE = 0, USER = 1, TWEET = 2;
 
-    /** The full export, produced lazily chunk by chunk as the client pulls records. */
+    /**
+     * The full export, produced lazily chunk by chunk as the client pulls records: what batches
+     * numbered in (after, hw] created or set (after = -1: the whole graph as of batch hw; a
+     * missing stamp counts as 0). A node or relationship stamped above hw is skipped, as the
+     * Cypher export's pages skip it; so is a tweet field set by a later batch.
+     */
     static final class Full implements Iterator<Chunk>, AutoCloseable {
         private final KernelGraph g;
         private final int chunkRows;
+        private final long after, hw;
+        /** Tweets (by position) with something in range: created, a field set, an author. */
+        private final java.util.BitSet touched = new java.util.BitSet();
         private final ArrayDeque<Chunk> ready = new ArrayDeque<>();
         // per node reference: what it is, its external id, the tweet's position
         private byte[] kind = new byte[1024];
@@ -84,11 +112,12 @@ final class Export {
         final Map<String, Object> timings = new LinkedHashMap<>();
         private long t0 = System.nanoTime();
 
-        Full(KernelGraph g, int chunkRows) throws KernelException {
+        Full(KernelGraph g, long after, long hw, int chunkRows) throws KernelException {
             this.g = g;
+            this.after = after;
+            this.hw = hw;
             this.chunkRows = Math.max(1, chunkRows);
-            KernelGraph.Meta meta = g.metaIfExists();
-            ready.add(marker(meta, meta == null ? 0 : g.lastCommittedSeq(meta)));
+            ready.add(marker(g.clockIfExists(), hw));
             scanNodes();
             for (int lo = 0; lo < users.size; lo += this.chunkRows) {
                 int hi = Math.min(users.size, lo + this.chunkRows);
@@ -112,8 +141,9 @@ final class Export {
         private void scanNodes() {
             NodeCursor nodes = g.nodeCursor();
             props = g.propertyCursor();
-            PropertySelection tweetKeys = PropertySelection.selection(g.id, g.createdAt, g.text);
-            PropertySelection userKeys = PropertySelection.selection(g.id);
+            PropertySelection tweetKeys =
+                    PropertySelection.selection(g.id, g.createdAt, g.text, g.batchSeq, g.createdAtSeq, g.textSeq);
+            PropertySelection userKeys = PropertySelection.selection(g.id, g.batchSeq);
             try (nodes) {
                 g.read.allNodesScan(nodes);
                 while (nodes.next()) {
@@ -123,7 +153,7 @@ final class Export {
                         continue;
                     }
                     long ref = nodes.nodeReference();
-                    long id = -1, created = 0;
+                    long id = -1, created = 0, stamp = 0, createdStamp = 0, textStamp = 0;
                     String text = null;
                     nodes.properties(props, isUser ? userKeys : tweetKeys);
                     while (props.next()) {
@@ -132,24 +162,36 @@ final class Export {
                         if (k == g.id) id = KernelGraph.asLong(v, -1);
                         else if (k == g.createdAt) created = KernelGraph.asLong(v, 0);
                         else if (k == g.text) text = KernelGraph.asString(v);
+                        else if (k == g.batchSeq) stamp = KernelGraph.stamp(v);
+                        else if (k == g.createdAtSeq) createdStamp = KernelGraph.stamp(v);
+                        else if (k == g.textSeq) textStamp = KernelGraph.stamp(v);
                     }
-                    if (id < 0) {
-                        continue; // as the Cypher export, which pages by id: nodes without one are skipped
+                    if (id < 0 || stamp > hw) {
+                        continue; // no id: as the Cypher export, which pages by id; a later batch's: not in this view
                     }
+                    boolean fresh = stamp > after;
                     grow(ref);
                     ext[(int) ref] = id;
                     if (isUser) {
                         kind[(int) ref] = USER;
-                        users.add(id);
+                        if (fresh) {
+                            users.add(id);
+                        }
                     } else {
                         kind[(int) ref] = TWEET;
-                        tweetPos[(int) ref] = tweetIds.size;
-                        if (text != null && !text.isEmpty()) {
-                            textIndex.add(tweetIds.size);
+                        int pos = tweetIds.size;
+                        tweetPos[(int) ref] = pos;
+                        boolean createdIn = created != 0 && createdStamp > after && createdStamp <= hw;
+                        boolean textIn = text != null && !text.isEmpty() && textStamp > after && textStamp <= hw;
+                        if (textIn) {
+                            textIndex.add(pos);
                             texts.add(text);
                         }
                         tweetIds.add(id);
-                        tweetCreated.add(created);
+                        tweetCreated.add(createdIn ? created : 0);
+                        if (fresh || createdIn || textIn) {
+                            touched.set(pos);
+                        }
                     }
                 }
             }
@@ -174,7 +216,8 @@ final class Export {
         /** Scan relationships until a chunk is full (or the store ends). */
         private void scanRelationships() {
             int[] eng = g.engagements;
-            PropertySelection keys = PropertySelection.selection(g.ts, g.weight);
+            PropertySelection keys = PropertySelection.selection(g.ts, g.weight, g.batchSeq);
+            PropertySelection stampOnly = PropertySelection.selection(g.batchSeq);
             while (fSrc.size < chunkRows && eUser.size < chunkRows) {
                 if (!scan.next()) {
                     relationshipsDone = true;
@@ -187,17 +230,30 @@ final class Export {
                     if (kindOf(s) != USER || kindOf(t) != USER) {
                         continue;
                     }
-                    long ts = 0;
+                    long ts = 0, stamp = 0;
                     scan.properties(props, keys);
                     while (props.next()) {
-                        if (props.propertyKey() == g.ts) ts = KernelGraph.asLong(props.propertyValue(), 0);
+                        int pk = props.propertyKey();
+                        if (pk == g.ts) ts = KernelGraph.asLong(props.propertyValue(), 0);
+                        else if (pk == g.batchSeq) stamp = KernelGraph.stamp(props.propertyValue());
+                    }
+                    if (stamp <= after || stamp > hw) {
+                        continue;
                     }
                     fSrc.add(ext[(int) s]);
                     fDst.add(ext[(int) t]);
                     fTs.add(ts);
                 } else if (type == g.posted) {
                     if (kindOf(s) == USER && kindOf(t) == TWEET && tweetAuthors[tweetPos[(int) t]] < 0) {
-                        tweetAuthors[tweetPos[(int) t]] = ext[(int) s];
+                        long stamp = 0;
+                        scan.properties(props, stampOnly);
+                        while (props.next()) {
+                            stamp = KernelGraph.stamp(props.propertyValue());
+                        }
+                        if (stamp > after && stamp <= hw) {
+                            tweetAuthors[tweetPos[(int) t]] = ext[(int) s];
+                            touched.set(tweetPos[(int) t]);
+                        }
                     }
                 } else {
                     int k = 0;
@@ -207,13 +263,17 @@ final class Export {
                     if (k == eng.length || kindOf(s) != USER || kindOf(t) != TWEET) {
                         continue;
                     }
-                    long ts = 0;
+                    long ts = 0, stamp = 0;
                     double w = 1.0;
                     scan.properties(props, keys);
                     while (props.next()) {
                         int pk = props.propertyKey();
                         if (pk == g.ts) ts = KernelGraph.asLong(props.propertyValue(), 0);
                         else if (pk == g.weight) w = KernelGraph.asDouble(props.propertyValue(), 1.0);
+                        else if (pk == g.batchSeq) stamp = KernelGraph.stamp(props.propertyValue());
+                    }
+                    if (stamp <= after || stamp > hw) {
+                        continue;
                     }
                     eUser.add(ext[(int) s]);
                     eTweet.add(ext[(int) t]);
@@ -250,6 +310,9 @@ final class Export {
         }
 
         private void emitTweets() {
+            if (after >= 0) { // keep the touched tweets only (text positions renumbered)
+                compactTweets();
+            }
             int t = 0; // position in the text columns
             for (int lo = 0; lo < tweetIds.size; lo += chunkRows) {
                 int hi = Math.min(tweetIds.size, lo + chunkRows);
@@ -275,6 +338,41 @@ final class Export {
             tweetsDone = true;
             Map<String, Object> data = new LinkedHashMap<>(timings);
             ready.add(new Chunk("timings", 0, data));
+        }
+
+        private void compactTweets() {
+            LongColumn ids = new LongColumn(), created = new LongColumn(), tIndex = new LongColumn();
+            long[] authors = new long[touched.cardinality()];
+            List<String> keptTexts = new ArrayList<>();
+            int ti = 0;
+            for (int pos = 0; pos < tweetIds.size; pos++) {
+                while (ti < textIndex.size && textIndex.values[ti] < pos) {
+                    ti++;
+                }
+                if (!touched.get(pos)) {
+                    continue;
+                }
+                if (ti < textIndex.size && textIndex.values[ti] == pos) {
+                    tIndex.add(ids.size);
+                    keptTexts.add(texts.get(ti));
+                }
+                authors[ids.size] = tweetAuthors[pos];
+                ids.add(tweetIds.values[pos]);
+                created.add(tweetCreated.values[pos]);
+            }
+            tweetIds.size = 0;
+            tweetCreated.size = 0;
+            textIndex.size = 0;
+            for (int i = 0; i < ids.size; i++) {
+                tweetIds.add(ids.values[i]);
+                tweetCreated.add(created.values[i]);
+            }
+            for (int i = 0; i < tIndex.size; i++) {
+                textIndex.add(tIndex.values[i]);
+            }
+            texts.clear();
+            texts.addAll(keptTexts);
+            tweetAuthors = authors;
         }
 
         @Override
@@ -313,30 +411,10 @@ final class Export {
     private static final java.util.Set<String> ROW_COLUMNS =
             java.util.Set.of("users", "tweet_ids", "follow_src", "eng_user");
 
-    /** The change-log entries after {@code since} (a marker of the same epoch), in seq order. */
-    static List<Chunk> changes(KernelGraph g, long epoch, long since) throws KernelException {
-        KernelGraph.Meta meta = g.metaIfExists();
+    /** The change-log entries numbered in (since, hw], in order (the caller checked there is one per batch). */
+    static List<Chunk> changes(KernelGraph g, long since, long hw) throws KernelException {
         List<Chunk> out = new ArrayList<>();
-        if (meta == null) {
-            throw new IllegalStateException(
-                    "graphrec.changes: this database has no change log; take a full export (graphrec.export) first");
-        }
-        if (epoch != meta.epoch()) {
-            throw new IllegalArgumentException("graphrec.changes: the marker is from another change log (epoch "
-                    + epoch + ", this database's is " + meta.epoch()
-                    + "; the graph was cleared or replaced): take a full export");
-        }
-        long last = g.lastCommittedSeq(meta);
-        if (since > last || since < 0) {
-            throw new IllegalArgumentException("graphrec.changes: marker seq " + since
-                    + " is outside this change log (0.." + last + ")");
-        }
-        if (since < meta.pruned()) {
-            throw new IllegalArgumentException("graphrec.changes: the changes up to seq " + meta.pruned()
-                    + " were pruned, the marker is at " + since + ": take a full export");
-        }
-        out.add(marker(meta, last));
-        if (since == last) {
+        if (since >= hw) {
             return out;
         }
         IndexReadSession session = g.read.indexReadSession(g.deltaIndex);
@@ -347,7 +425,7 @@ final class Export {
                     session,
                     cursor,
                     IndexQueryConstraints.ordered(IndexOrder.ASCENDING),
-                    PropertyIndexQuery.range(g.seq, Values.longValue(since), false, Values.longValue(last), true));
+                    PropertyIndexQuery.range(g.seq, Values.longValue(since), false, Values.longValue(hw), true));
             while (cursor.next()) {
                 cursor.node(g.node);
                 if (!g.node.next()) {

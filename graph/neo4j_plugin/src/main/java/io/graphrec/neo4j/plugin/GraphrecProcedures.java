@@ -27,14 +27,16 @@ import org.neo4j.values.storable.Values;
  * graph/neo4j_procedures.py. Each write call runs in the caller's transaction (the Python side
  * makes it one transaction per batch): a bad row fails the call, and the transaction, whole.
  * Write calls may run concurrently (they lock the keys they check, see
- * {@link KernelGraph#lockKeys}); the change log stays exact (see {@link ChangeClock}).
+ * {@link KernelGraph#lockKeys}) up to their end, where each takes the next batch number from the
+ * graph's one clock, as the Cypher path does, stamps what it created and logs it
+ * ({@link Writes#stampAndLog}); so both paths' batches interleave in one order, which exports read.
  *
  * <p>The procedures use the kernel API ({@link KernelTransaction}), so the server must list them
  * as unrestricted: {@code dbms.security.procedures.unrestricted=graphrec.*}.
  */
 public class GraphrecProcedures {
     /** Bumped when a procedure's signature or a column's meaning changes (checked by the client). */
-    public static final long PROTOCOL = 1;
+    public static final long PROTOCOL = 2;
 
     public static final String VERSION = "1.0";
 
@@ -57,12 +59,6 @@ public class GraphrecProcedures {
         public Map<String, Object> timings;
     }
 
-    public static final class MarkerRow {
-        public long epoch;
-        public long seq;
-        public long pruned;
-    }
-
     public static final class PruneRow {
         public long deleted;
         public long pruned;
@@ -79,19 +75,6 @@ public class GraphrecProcedures {
         row.neo4j = Version.getNeo4jVersion() + (ktx.isTerminated() ? " (terminated)" : "");
         row.kinds = Arrays.asList(KernelGraph.KIND_TYPES);
         return Stream.of(row);
-    }
-
-    @Procedure(name = "graphrec.init", mode = Mode.WRITE)
-    @Description("Create the change log's meta node if missing; returns the current marker.")
-    public Stream<MarkerRow> init() throws KernelException {
-        try (KernelGraph g = KernelGraph.forWrite(ktx)) {
-            KernelGraph.Meta meta = g.meta();
-            MarkerRow row = new MarkerRow();
-            row.epoch = meta.epoch();
-            row.seq = g.lastCommittedSeq(meta);
-            row.pruned = meta.pruned();
-            return Stream.of(row);
-        }
     }
 
     @Procedure(name = "graphrec.writeUsers", mode = Mode.WRITE)
@@ -159,14 +142,12 @@ public class GraphrecProcedures {
     private Stream<WriteRow> write(Writes.Timer timer, int rows, Work work) throws KernelException {
         timer.lap("decode");
         try (KernelGraph g = KernelGraph.forWrite(ktx)) {
-            KernelGraph.Meta meta = g.meta(); // the change log exists before its first entry
-            timer.lap("meta");
             Delta d = new Delta();
             work.run(g, d);
             timer.lap("write");
             WriteRow row = new WriteRow();
-            row.seq = Writes.log(g, d);
-            timer.lap("log");
+            row.seq = Writes.stampAndLog(g, d);
+            timer.lap("stamp");
             row.rows = rows;
             row.nodes = d.nodesCreated;
             row.relationships = d.relationshipsCreated;
@@ -176,56 +157,84 @@ public class GraphrecProcedures {
     }
 
     @Procedure(name = "graphrec.export", mode = Mode.READ)
-    @Description("The whole graph as packed column chunks of up to chunkRows rows: a marker record first "
-            + "(epoch, seq of the change log: the export holds every change up to it, and may hold some later "
-            + "ones), then users, follows, engagements, tweets, timings.")
-    public Stream<Export.Chunk> export(@Name(value = "chunkRows", defaultValue = "1048576") long chunkRows)
+    @Description("The graph up to batch number hw (graph/cypher.py LAST_BATCH_SEQ, read by the client under the "
+            + "clock's lock) as packed column chunks of up to chunkRows rows: a marker record first (epoch, seq = hw), "
+            + "then users, follows, engagements, tweets, timings. With after >= 0, only what batches after it created "
+            + "or set (a scan: what graphrec.changes falls back to).")
+    public Stream<Export.Chunk> export(
+            @Name("hw") long hw,
+            @Name(value = "after", defaultValue = "-1") long after,
+            @Name(value = "chunkRows", defaultValue = "1048576") long chunkRows)
             throws KernelException {
-        Export.Full full = new Export.Full(KernelGraph.forRead(ktx), (int) Math.min(chunkRows, 1 << 26));
+        Export.Full full = new Export.Full(KernelGraph.forRead(ktx), after, hw, (int) Math.min(chunkRows, 1 << 26));
         return StreamSupport.stream(Spliterators.spliteratorUnknownSize(full, Spliterator.ORDERED), false)
                 .onClose(full::close);
     }
 
     @Procedure(name = "graphrec.changes", mode = Mode.READ)
-    @Description("What the graphrec write procedures changed after the marker (epoch, seq): a marker record "
-            + "with the new seq, then one record of packed columns per write call, in seq order; every call up to "
-            + "the new seq has committed, none after it is included.")
-    public Stream<Export.Chunk> changes(@Name("epoch") long epoch, @Name("seq") long seq) throws KernelException {
-        try (KernelGraph g = KernelGraph.forRead(ktx)) {
-            return Export.changes(g, epoch, seq).stream();
+    @Description("What the batches numbered after seq, up to hw, created or set: a marker record (epoch, hw), then "
+            + "packed columns: the change-log entries of the graphrec write calls when every batch in the range has "
+            + "one, else (a Cypher-path batch among them, or a pruned log) one scan of the stamps.")
+    public Stream<Export.Chunk> changes(
+            @Name("epoch") long epoch,
+            @Name("seq") long seq,
+            @Name("hw") long hw,
+            @Name(value = "chunkRows", defaultValue = "1048576") long chunkRows)
+            throws KernelException {
+        KernelGraph g = KernelGraph.forRead(ktx);
+        try {
+            Export.Chunk marker = Export.checkMarker(g, epoch, seq, hw);
+            KernelGraph.Clock clock = g.clockIfExists();
+            long pruned = clock == null ? 0 : clock.pruned();
+            if (seq >= pruned && g.deltaCount(seq, hw) == hw - seq) {
+                List<Export.Chunk> out = Export.changes(g, seq, hw);
+                out.add(0, marker);
+                g.close();
+                return out.stream();
+            }
+        } catch (RuntimeException | KernelException e) {
+            g.close();
+            throw e;
         }
+        Export.Full full = new Export.Full(g, seq, hw, (int) Math.min(chunkRows, 1 << 26));
+        return StreamSupport.stream(Spliterators.spliteratorUnknownSize(full, Spliterator.ORDERED), false)
+                .onClose(full::close);
     }
 
     @Procedure(name = "graphrec.pruneChanges", mode = Mode.WRITE)
-    @Description("Delete change-log entries up to seq `through` (of this epoch); markers older than that then "
-            + "need a full export.")
+    @Description("Delete change-log entries up to batch `through` (of this epoch). graphrec.changes from an older "
+            + "marker then scans the stamps instead.")
     public Stream<PruneRow> pruneChanges(@Name("epoch") long epoch, @Name("through") long through)
             throws KernelException {
         try (KernelGraph g = KernelGraph.forWrite(ktx);
                 NodeValueIndexCursor cursor = ktx.cursors().allocateNodeValueIndexCursor(g.cc, g.mt)) {
-            KernelGraph.Meta meta = g.meta();
-            ktx.locks().acquireExclusiveNodeLock(meta.ref()); // one pruner at a time
-            if (epoch != meta.epoch()) {
-                throw new IllegalArgumentException(
-                        "graphrec.pruneChanges: the marker is from another change log (epoch " + epoch + ", this "
-                                + "database's is " + meta.epoch() + ")");
+            KernelGraph.Clock clock = g.clockIfExists();
+            if (clock == null) {
+                return Stream.of(new PruneRow());
             }
-            long upTo = Math.min(through, g.lastCommittedSeq(meta));
+            ktx.locks().acquireExclusiveNodeLock(clock.ref()); // one pruner at a time; waits for a batch in flight
+            clock = g.clockIfExists();
+            if (epoch != clock.epoch()) {
+                throw new IllegalArgumentException(
+                        "graphrec.pruneChanges: the marker is from another graph (epoch " + epoch + ", this "
+                                + "database's is " + clock.epoch() + ")");
+            }
+            long upTo = Math.min(through, clock.seq());
             PruneRow row = new PruneRow();
-            row.pruned = Math.max(meta.pruned(), upTo);
-            if (upTo > meta.pruned()) {
+            row.pruned = Math.max(clock.pruned(), upTo);
+            if (upTo > clock.pruned()) {
                 g.read.nodeIndexSeek(
                         ktx.queryContext(),
                         g.read.indexReadSession(g.deltaIndex),
                         cursor,
                         IndexQueryConstraints.ordered(IndexOrder.ASCENDING),
-                        PropertyIndexQuery.range(g.seq, Values.longValue(meta.pruned()), false, Values.longValue(upTo), true));
+                        PropertyIndexQuery.range(g.seq, Values.longValue(clock.pruned()), false, Values.longValue(upTo), true));
                 while (cursor.next()) {
                     if (g.write.nodeDelete(cursor.nodeReference())) {
                         row.deleted++;
                     }
                 }
-                g.write.nodeSetProperty(meta.ref(), g.pruned, Values.longValue(upTo));
+                g.write.nodeSetProperty(clock.ref(), g.pruned, Values.longValue(upTo));
             }
             return Stream.of(row);
         }

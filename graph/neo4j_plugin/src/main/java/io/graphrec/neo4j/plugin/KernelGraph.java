@@ -33,30 +33,32 @@ import org.neo4j.values.storable.Values;
 
 /**
  * One procedure call's view of the graph through Neo4j's kernel API: token ids, the unique
- * indexes, reusable cursors, get-or-create of User/Tweet nodes and the change-log meta node.
+ * indexes, reusable cursors, get-or-create of User/Tweet nodes and the graph's batch clock.
  *
  * <p>The graph model is graph/schema.py's (and graph/cypher.py's): {@code (:User {id})},
  * {@code (:Tweet {id, created_at, text})}, {@code FOLLOWS {ts}}, {@code POSTED},
- * {@code LIKED|RETWEETED|REPLIED|QUOTED|ENGAGED {ts, weight}}.
+ * {@code LIKED|RETWEETED|REPLIED|QUOTED|ENGAGED {ts, weight}}; everything a batch creates is
+ * stamped {@code batch_seq}, a first-set tweet field {@code created_at_seq} / {@code text_seq},
+ * with the batch's number from the one {@code (:GraphClock {id: 0})} node that the Cypher path
+ * uses too (graph/cypher.py NEXT_BATCH_SEQ; see {@link #takeClock}).
  */
 final class KernelGraph implements AutoCloseable {
     /** Engagement relationship types by kind code (graph/schema.py KINDS / KIND_REL_TYPES). */
     static final String[] KIND_TYPES = {"LIKED", "RETWEETED", "REPLIED", "QUOTED", "ENGAGED"};
 
-    static final String META_LABEL = "GraphrecMeta";
+    static final String CLOCK_LABEL = "GraphClock";
     static final String DELTA_LABEL = "GraphrecDelta";
-    static final String META_KEY_VALUE = "log";
 
     final KernelTransaction ktx;
     final Read read;
     final Write write; // null in read-only calls
     final CursorContext cc;
     final MemoryTracker mt;
-    final int user, tweet, metaLabel, deltaLabel;
-    final int id, ts, weight, createdAt, text, seq, epoch, key, pruned;
+    final int user, tweet, clockLabel, deltaLabel;
+    final int id, ts, weight, createdAt, text, seq, epoch, pruned, batchSeq, createdAtSeq, textSeq;
     final int follows, posted;
     final int[] engagements = new int[KIND_TYPES.length];
-    final IndexDescriptor userIndex, tweetIndex, metaIndex, deltaIndex;
+    final IndexDescriptor userIndex, tweetIndex, clockIndex, deltaIndex;
     final NodeValueIndexCursor seek;
     final NodeCursor node;
     final RelationshipTraversalCursor rels;
@@ -70,8 +72,11 @@ final class KernelGraph implements AutoCloseable {
         this.write = forWrite ? ktx.dataWrite() : null;
         this.cc = ktx.cursorContext();
         this.mt = ktx.memoryTracker();
-        String[] labels = {"User", "Tweet", META_LABEL, DELTA_LABEL};
-        String[] keys = {"id", "ts", "weight", "created_at", "text", "seq", "epoch", "key", "pruned"};
+        String[] labels = {"User", "Tweet", CLOCK_LABEL, DELTA_LABEL};
+        String[] keys = {
+            "id", "ts", "weight", "created_at", "text", "seq", "epoch", "pruned", "batch_seq", "created_at_seq",
+            "text_seq"
+        };
         String[] types = new String[2 + KIND_TYPES.length];
         types[0] = "FOLLOWS";
         types[1] = "POSTED";
@@ -91,7 +96,7 @@ final class KernelGraph implements AutoCloseable {
         }
         user = l[0];
         tweet = l[1];
-        metaLabel = l[2];
+        clockLabel = l[2];
         deltaLabel = l[3];
         id = k[0];
         ts = k[1];
@@ -100,15 +105,17 @@ final class KernelGraph implements AutoCloseable {
         text = k[4];
         seq = k[5];
         epoch = k[6];
-        key = k[7];
-        pruned = k[8];
+        pruned = k[7];
+        batchSeq = k[8];
+        createdAtSeq = k[9];
+        textSeq = k[10];
         follows = t[0];
         posted = t[1];
         System.arraycopy(t, 2, engagements, 0, KIND_TYPES.length);
         SchemaRead schema = ktx.schemaRead();
         userIndex = findIndex(schema, user, id, true);
         tweetIndex = findIndex(schema, tweet, id, true);
-        metaIndex = findIndex(schema, metaLabel, key, true);
+        clockIndex = findIndex(schema, clockLabel, id, true);
         deltaIndex = findIndex(schema, deltaLabel, seq, false);
         CursorFactory cursors = ktx.cursors();
         seek = cursors.allocateNodeValueIndexCursor(cc, mt);
@@ -147,8 +154,8 @@ final class KernelGraph implements AutoCloseable {
                 ? "the uniqueness constraint on :User(id)"
                 : tweetIndex == null
                         ? "the uniqueness constraint on :Tweet(id)"
-                        : metaIndex == null
-                                ? "the uniqueness constraint on :" + META_LABEL + "(key)"
+                        : clockIndex == null
+                                ? "the uniqueness constraint on :" + CLOCK_LABEL + "(id)"
                                 : deltaIndex == null ? "the index on :" + DELTA_LABEL + "(seq)" : null;
         if (missing != null) {
             throw new IllegalStateException("graphrec: " + missing
@@ -184,8 +191,40 @@ final class KernelGraph implements AutoCloseable {
         if (created) {
             ref = write.nodeCreateWithLabels(new int[] {label});
             write.nodeSetProperty(ref, id, value);
+            newNodes.add(ref);
         }
         return ref;
+    }
+
+    /** Nodes and relationships this call created, and tweets whose created_at / text it set: stamped at the end. */
+    final Columns.LongColumn newNodes = new Columns.LongColumn(), newRels = new Columns.LongColumn();
+    final Columns.LongColumn createdAtSet = new Columns.LongColumn(), textSet = new Columns.LongColumn();
+
+    long createRelationship(long from, int type, long to) throws KernelException {
+        long rel = write.relationshipCreate(from, type, to);
+        newRels.add(rel);
+        return rel;
+    }
+
+    boolean changedAnything() {
+        return newNodes.size + newRels.size + createdAtSet.size + textSet.size > 0;
+    }
+
+    /** Stamp everything this call created or set with the batch number {@code batch}. */
+    void stampAll(long batch) throws KernelException {
+        Value v = Values.longValue(batch);
+        for (int i = 0; i < newNodes.size; i++) {
+            write.nodeSetProperty(newNodes.values[i], batchSeq, v);
+        }
+        for (int i = 0; i < newRels.size; i++) {
+            write.relationshipSetProperty(newRels.values[i], batchSeq, v);
+        }
+        for (int i = 0; i < createdAtSet.size; i++) {
+            write.nodeSetProperty(createdAtSet.values[i], createdAtSeq, v);
+        }
+        for (int i = 0; i < textSet.size; i++) {
+            write.nodeSetProperty(textSet.values[i], textSeq, v);
+        }
     }
 
     /** Whether the node has any relationship of this type and direction (including this transaction's). */
@@ -285,81 +324,97 @@ final class KernelGraph implements AutoCloseable {
         return z ^ (z >>> 31);
     }
 
-    // -- the change log ----------------------------------------------------------------------
+    // -- the batch clock (graph/cypher.py NEXT_BATCH_SEQ / LAST_BATCH_SEQ) ----------------------
 
-    /** The change log's identity (random, made with the log) and how far it was pruned. */
-    record Meta(long ref, long epoch, long pruned) {}
+    /** The clock: this batch's number (or the last one, for readers), the graph's epoch, how far the change log was pruned. */
+    record Clock(long ref, long seq, long epoch, long pruned) {}
 
-    /** The meta node, created (with a new random epoch) when missing. */
-    Meta meta() throws KernelException {
-        Value k = Values.stringValue(META_KEY_VALUE);
-        PropertyIndexQuery.ExactPredicate exact = PropertyIndexQuery.exact(key, k);
-        read.nodeIndexSeek(ktx.queryContext(), read.indexReadSession(metaIndex), seek,
-                IndexQueryConstraints.unconstrained(), exact);
-        long ref = seek.next() ? seek.nodeReference() : -1;
-        if (ref < 0) {
-            ref = read.lockingNodeUniqueIndexSeek(metaIndex, seek, exact);
+    private static long randomEpoch() {
+        long e = 0;
+        while (e <= 0) {
+            e = ThreadLocalRandom.current().nextLong() >>> 12; // below 2^52, as Cypher's rand()-made ones
         }
-        if (ref < 0) {
-            ref = write.nodeCreateWithLabels(new int[] {metaLabel});
-            write.nodeSetProperty(ref, key, k);
-            long e = 0;
-            while (e <= 0) {
-                e = ThreadLocalRandom.current().nextLong() >>> 1;
-            }
-            write.nodeSetProperty(ref, epoch, Values.longValue(e));
-            write.nodeSetProperty(ref, pruned, Values.longValue(0));
-        }
-        return readMeta(ref);
-    }
-
-    /** The meta node for a read-only call, or null when the database has no change log. */
-    Meta metaIfExists() throws KernelException {
-        if (metaIndex == null || key < 0) {
-            return null;
-        }
-        read.nodeIndexSeek(ktx.queryContext(), read.indexReadSession(metaIndex), seek,
-                IndexQueryConstraints.unconstrained(), PropertyIndexQuery.exact(key, Values.stringValue(META_KEY_VALUE)));
-        return seek.next() ? readMeta(seek.nodeReference()) : null;
-    }
-
-    private Meta readMeta(long ref) {
-        read.singleNode(ref, node);
-        long e = 0, p = 0;
-        if (node.next()) {
-            node.properties(props, PropertySelection.selection(epoch, pruned));
-            while (props.next()) {
-                int pk = props.propertyKey();
-                long v = asLong(props.propertyValue(), 0);
-                if (pk == epoch) e = v;
-                else if (pk == pruned) p = v;
-            }
-        }
-        return new Meta(ref, e, p);
-    }
-
-    /** The highest seq in the log (0 when empty), committed or not yet. */
-    long lastSeqInLog() throws KernelException {
-        return lastSeqAtMost(Long.MAX_VALUE);
+        return e;
     }
 
     /**
-     * The highest committed seq: the highest in the log up to the {@link ChangeClock} watermark
-     * (all of which are committed), or how far it was pruned. This is the marker readers return.
+     * The next batch number, exactly as the Cypher path takes it: {@code (:GraphClock {id: 0})}
+     * is found or created, write-locked (held until this transaction ends, so batches commit in
+     * number order and a reader that takes the same lock sees every batch up to the number it
+     * reads committed), and its {@code seq} incremented. Call it after the batch's other work and
+     * before stamping: graphrec writers then run their lookups and creates concurrently and only
+     * queue for the stamping and the commit.
      */
-    long lastCommittedSeq(Meta meta) throws KernelException {
-        long w = ChangeClock.of(ktx).watermark(this);
-        return Math.max(lastSeqAtMost(w), meta == null ? 0 : meta.pruned());
+    Clock takeClock() throws KernelException {
+        Value zero = Values.longValue(0);
+        PropertyIndexQuery.ExactPredicate exact = PropertyIndexQuery.exact(id, zero);
+        read.nodeIndexSeek(ktx.queryContext(), read.indexReadSession(clockIndex), seek,
+                IndexQueryConstraints.unconstrained(), exact);
+        long ref = seek.next() ? seek.nodeReference() : -1;
+        if (ref < 0) {
+            ref = read.lockingNodeUniqueIndexSeek(clockIndex, seek, exact);
+        }
+        if (ref < 0) {
+            ref = write.nodeCreateWithLabels(new int[] {clockLabel});
+            write.nodeSetProperty(ref, id, zero);
+            write.nodeSetProperty(ref, seq, zero);
+        }
+        ktx.locks().acquireExclusiveNodeLock(ref);
+        Clock c = readClock(ref);
+        long next = c.seq() + 1;
+        write.nodeSetProperty(ref, seq, Values.longValue(next));
+        long e = c.epoch();
+        if (e == 0) {
+            e = randomEpoch();
+            write.nodeSetProperty(ref, epoch, Values.longValue(e));
+        }
+        return new Clock(ref, next, e, c.pruned());
     }
 
-    private long lastSeqAtMost(long max) throws KernelException {
-        if (deltaIndex == null || seq < 0) {
+    /** The clock as committed (no lock: readers get their high-water mark from the client), or null. */
+    Clock clockIfExists() throws KernelException {
+        if (clockIndex == null || id < 0) {
+            return null;
+        }
+        read.nodeIndexSeek(ktx.queryContext(), read.indexReadSession(clockIndex), seek,
+                IndexQueryConstraints.unconstrained(), PropertyIndexQuery.exact(id, Values.longValue(0)));
+        return seek.next() ? readClock(seek.nodeReference()) : null;
+    }
+
+    private Clock readClock(long ref) {
+        read.singleNode(ref, node);
+        long s = 0, e = 0, p = 0;
+        if (node.next()) {
+            node.properties(props, PropertySelection.selection(seq, epoch, pruned));
+            while (props.next()) {
+                int pk = props.propertyKey();
+                long v = asLong(props.propertyValue(), 0);
+                if (pk == seq) s = v;
+                else if (pk == epoch) e = v;
+                else if (pk == pruned) p = v;
+            }
+        }
+        return new Clock(ref, s, e, p);
+    }
+
+    /** The number of change-log entries with a seq in (after, upTo]. */
+    long deltaCount(long after, long upTo) throws KernelException {
+        if (deltaIndex == null || seq < 0 || upTo <= after) {
             return 0;
         }
         read.nodeIndexSeek(ktx.queryContext(), read.indexReadSession(deltaIndex), seek,
-                IndexQueryConstraints.constrained(IndexOrder.DESCENDING, true),
-                PropertyIndexQuery.range(seq, Values.longValue(Long.MIN_VALUE), true, Values.longValue(max), true));
-        return seek.next() ? asLong(seek.propertyValue(0), 0) : 0;
+                IndexQueryConstraints.unconstrained(),
+                PropertyIndexQuery.range(seq, Values.longValue(after), false, Values.longValue(upTo), true));
+        long n = 0;
+        while (seek.next()) {
+            n++;
+        }
+        return n;
+    }
+
+    /** A stamp as stored: {@code batch_seq} and friends, 0 when absent (bulk import, older versions). */
+    static long stamp(Value v) {
+        return asLong(v, 0);
     }
 
     @Override

@@ -111,15 +111,17 @@ final class Writes {
             if (createdAt[i] != 0 && (has & 1) == 0) {
                 g.write.nodeSetProperty(t, g.createdAt, Values.longValue(createdAt[i]));
                 setCreated = createdAt[i];
+                g.createdAtSet.add(t);
             }
             String text = hasTexts ? texts.get(i) : null;
             if (text != null && !text.isEmpty() && (has & 2) == 0) {
                 g.write.nodeSetProperty(t, g.text, Values.stringValue(text));
                 setText = text;
+                g.textSet.add(t);
             }
             if (authors[i] >= 0 && (fresh || !g.hasRelationship(t, g.posted, Direction.INCOMING))) {
                 long a = authorRefs[Arrays.binarySearch(authorIds, authors[i])];
-                g.write.relationshipCreate(a, g.posted, t);
+                g.createRelationship(a, g.posted, t);
                 setAuthor = authors[i];
                 d.relationshipsCreated++;
             }
@@ -193,7 +195,7 @@ final class Writes {
                 int row = order[r];
                 long bRef = refs[di[row]];
                 if (targets.add(bRef)) {
-                    long rel = g.write.relationshipCreate(aRef, g.follows, bRef);
+                    long rel = g.createRelationship(aRef, g.follows, bRef);
                     g.write.relationshipSetProperty(rel, g.ts, Values.longValue(ts[row]));
                     d.followSrc.add(src[row]);
                     d.followDst.add(dst[row]);
@@ -284,7 +286,7 @@ final class Writes {
                 long tRef = trefs[ti[row]];
                 int kind = kinds[row];
                 if (keys.add((tRef << 3) | kind)) {
-                    long rel = g.write.relationshipCreate(uRef, types[kind], tRef);
+                    long rel = g.createRelationship(uRef, types[kind], tRef);
                     g.write.relationshipSetProperty(rel, g.ts, Values.longValue(ts[row]));
                     g.write.relationshipSetProperty(rel, g.weight, Values.doubleValue(weights[row]));
                     d.engUser.add(users[row]);
@@ -301,22 +303,25 @@ final class Writes {
     }
 
     /**
-     * Record the call's changes as one change-log entry (a {@code :GraphrecDelta} node with the
-     * next seq of the {@link ChangeClock}), as the call's last write; a call that changed nothing
-     * records nothing. Returns the entry's seq, or 0.
+     * Finish a write call: take the batch number from the graph's clock ({@link
+     * KernelGraph#takeClock}, the lock the Cypher path takes too), stamp it on everything the call
+     * created or set, and record what it changed as one change-log entry (a {@code :GraphrecDelta}
+     * node with {@code seq} = the batch number and the packed columns of {@link Delta}). A call
+     * that changed nothing takes no number and records nothing. Returns the number, or 0.
      */
-    static long log(KernelGraph g, Delta d) throws KernelException {
-        if (d.isEmpty()) {
+    static long stampAndLog(KernelGraph g, Delta d) throws KernelException {
+        if (!g.changedAnything()) {
             return 0;
         }
-        long next = ChangeClock.of(g.ktx).take(g);
+        KernelGraph.Clock clock = g.takeClock();
+        g.stampAll(clock.seq());
         long node = g.write.nodeCreateWithLabels(new int[] {g.deltaLabel});
-        g.write.nodeSetProperty(node, g.seq, Values.longValue(next));
+        g.write.nodeSetProperty(node, g.seq, Values.longValue(clock.seq()));
         for (Map.Entry<String, Object> e : d.columns().entrySet()) {
             int key = g.ktx.tokenWrite().propertyKeyGetOrCreateForName(e.getKey());
             Value value = e.getValue() instanceof byte[] b ? Values.byteArray(b) : Values.stringArray((String[]) e.getValue());
             g.write.nodeSetProperty(node, key, value);
         }
-        return next;
+        return clock.seq();
     }
 }
