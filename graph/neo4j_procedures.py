@@ -313,7 +313,7 @@ def connect(store: Neo4jStore) -> Plugin | None:
     if mode == "plugin":
         raise StoreUnavailableError(
             f"{store!r}: graphrec's Neo4j procedures are required ({PROCEDURES_ENV}=plugin) but not usable: "
-            f"{why}. Install graph/neo4j_plugin (docs/bench_ingest_procedures.md) or use the Cypher path."
+            f"{why}. Install graph/neo4j_plugin (docs/neo4j_local.md) or use the Cypher path."
         )
     log.info("%r: using the Cypher path (%s)", store, why)
     return None
