@@ -34,17 +34,21 @@ SCHEMA = [
 # and never delete, so that is exactly the graph after that batch. Data written without a
 # stamp (bulk import, older versions) counts as 0, i.e. always visible.
 
+# The clock also carries the graph's ``epoch``, a random number made with it: a clear() deletes
+# the clock, so an incremental export's marker from before it is recognised as stale. graphrec's
+# server procedures (graph/neo4j_plugin, KernelGraph.takeClock) take the same numbers from the
+# same node under the same lock, so both paths' batches interleave in one order.
 NEXT_BATCH_SEQ = """
 MERGE (c:GraphClock {id: 0})
 ON CREATE SET c.seq = 0
-SET c.seq = c.seq + 1
+SET c.seq = c.seq + 1, c.epoch = coalesce(c.epoch, 1 + toInteger(rand() * 4503599627370495))
 RETURN c.seq AS seq
 """
 # SET of an unchanged value still takes the node's write lock: waits for a batch in flight.
 LAST_BATCH_SEQ = """
 OPTIONAL MATCH (c:GraphClock {id: 0})
 SET c.seq = c.seq
-RETURN coalesce(c.seq, 0) AS seq
+RETURN coalesce(c.seq, 0) AS seq, coalesce(c.epoch, 0) AS epoch
 """
 
 # -- writes (each runs inside one managed write transaction per batch, with $seq) -------
@@ -192,3 +196,33 @@ CALL db.index.vector.queryNodes($index, $k, $vector) YIELD node, score
 RETURN node.id AS id, score
 """
 AWAIT_INDEXES = "CALL db.awaitIndexes($seconds)"
+
+# -- graphrec's own server procedures (graph/neo4j_plugin; called by graph/neo4j_procedures.py) --
+
+PLUGIN_PROCEDURES = (
+    "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'graphrec.' RETURN collect(name) AS names"
+)
+PLUGIN_VERSION = (
+    "CALL graphrec.version() YIELD version, protocol, neo4j, kinds RETURN version, protocol, neo4j, kinds"
+)
+# The change log: one :GraphrecDelta node per graphrec write call that changed something, keyed by
+# its batch number (GraphClock's seq); the batch numbers and stamps are the Cypher path's.
+PLUGIN_SCHEMA = [
+    "CREATE INDEX graphrec_delta_seq IF NOT EXISTS FOR (d:GraphrecDelta) ON (d.seq)",
+]
+PLUGIN_AWAIT_SCHEMA = "CALL db.awaitIndex('graphrec_delta_seq', $seconds)"
+_WRITE_YIELD = (
+    " YIELD seq, rows, nodes, relationships, timings RETURN seq, rows, nodes, relationships, timings"
+)
+PLUGIN_WRITE = {
+    "users": "CALL graphrec.writeUsers($ids)" + _WRITE_YIELD,
+    "tweets": "CALL graphrec.writeTweets($ids, $authors, $created, $texts)" + _WRITE_YIELD,
+    "follows": "CALL graphrec.writeFollows($src, $dst, $ts)" + _WRITE_YIELD,
+    "engagements": "CALL graphrec.writeEngagements($users, $tweets, $kinds, $ts, $weights)" + _WRITE_YIELD,
+}
+# $hw: the high-water batch number of a read view (LAST_BATCH_SEQ).
+PLUGIN_EXPORT = "CALL graphrec.export($hw, -1, $chunk_rows) YIELD part, rows, data RETURN part, rows, data"
+PLUGIN_CHANGES = (
+    "CALL graphrec.changes($epoch, $seq, $hw, $chunk_rows) YIELD part, rows, data RETURN part, rows, data"
+)
+PLUGIN_PRUNE = "CALL graphrec.pruneChanges($epoch, $through) YIELD deleted, pruned RETURN deleted, pruned"

@@ -67,6 +67,14 @@ LAUNCHER_DIR = Path(
     os.environ.get("GRAPHREC_NEO4J_LAUNCHER_DIR") or Path(__file__).resolve().parent / "neo4j_launcher"
 )
 MAIN_CLASS = "io.graphrec.neo4j.Launcher"
+# graphrec's own Neo4j plugin (server-side procedures, graph/neo4j_plugin/): also package data,
+# built by provision() into <cache>/neo4j-<version>/plugins/ and loaded by every local server.
+PLUGIN_DIR = Path(
+    os.environ.get("GRAPHREC_NEO4J_PLUGIN_SRC") or Path(__file__).resolve().parent / "neo4j_plugin"
+)
+PLUGIN_JAR = "graphrec-neo4j-plugin.jar"
+#: "0" starts local servers without graphrec's plugin (a stock server, as a managed Neo4j is).
+PLUGIN_ENV = "GRAPHREC_NEO4J_PLUGIN"
 READY_PREFIX = "NEO4J_READY "
 FAILED_PREFIX = "NEO4J_FAILED "
 STAMP_NAME = "provisioned.json"
@@ -266,7 +274,9 @@ def provision(cache_dir: str | os.PathLike | None = None) -> Path:
     target = root / f"neo4j-{version}"
     pom, launcher = LAUNCHER_DIR / "pom.xml", LAUNCHER_DIR / "Launcher.java"
     pom_sha, launcher_sha = _sha(pom), _sha(pom, launcher)
-    if _stamp_is_current(_read_stamp(target), pom_sha, launcher_sha):
+    plugin_sha = _plugin_sha()
+    stamp = _read_stamp(target)
+    if _stamp_is_current(stamp, pom_sha, launcher_sha) and _plugin_is_current(stamp, plugin_sha):
         return target
 
     root.mkdir(parents=True, exist_ok=True)
@@ -274,6 +284,9 @@ def provision(cache_dir: str | os.PathLike | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be provisioning right now
         stamp = _read_stamp(target)
         if _stamp_is_current(stamp, pom_sha, launcher_sha):
+            if not _plugin_is_current(stamp, plugin_sha):  # only the plugin changed: keep the rest
+                jdk = _jdk_at(Path(stamp["java"]).parents[1]) or find_java()
+                _write_stamp(target, {**stamp, **_build_plugin(jdk, target, plugin_sha)})
             return target
         t0 = time.monotonic()
         target.mkdir(parents=True, exist_ok=True)
@@ -296,6 +309,7 @@ def provision(cache_dir: str | os.PathLike | None = None) -> Path:
             "java_major": jdk.major,
             "classpath": classpath,
             "argfile": str(argfile),
+            **_build_plugin(jdk, target, plugin_sha),
         }
         _write_stamp(target, stamp)
         log.info("Neo4j %s provisioned in %.1f s", version, time.monotonic() - t0)
@@ -309,10 +323,10 @@ def _write_stamp(target: Path, stamp: dict) -> None:
 
 
 def _run_tool(
-    cmd: list[str], what: str, timeout: float, cwd: Path | None = None
+    cmd: list[str], what: str, timeout: float, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     except FileNotFoundError:
         raise StoreUnavailableError(f"{what}: {cmd[0]} not found; install it or set NEO4J_URI") from None
     except subprocess.TimeoutExpired:
@@ -382,6 +396,70 @@ def _compile_launcher(jdk: _Java, source: Path, target: Path) -> Path:
     for old in target.glob(CDS_ARCHIVE + "*"):
         old.unlink(missing_ok=True)
     return target / "launcher.jar"
+
+
+# -- graphrec's Neo4j plugin (graph/neo4j_plugin) -------------------------------------------
+
+
+def _plugin_sources() -> list[Path]:
+    return [PLUGIN_DIR / "pom.xml", *sorted((PLUGIN_DIR / "src" / "main" / "java").rglob("*.java"))]
+
+
+def _plugin_sha() -> str:
+    h = hashlib.sha256()
+    for p in _plugin_sources():
+        h.update(str(p.relative_to(PLUGIN_DIR)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _plugin_is_current(stamp: dict | None, plugin_sha: str) -> bool:
+    return (
+        bool(stamp) and stamp.get("plugin_sha") == plugin_sha and Path(stamp.get("plugin_jar", "")).is_file()
+    )
+
+
+def _build_plugin(jdk: _Java, target: Path, plugin_sha: str) -> dict:
+    """Build the plugin with Maven from its pom.xml (``mvn package``: Maven Central's compiler and
+    jar plugins, pinned there, and the Neo4j jars already fetched for the server; offline first,
+    so once ``~/.m2`` has them no network is needed) in a copy of its sources under ``target``
+    (Maven's output stays out of the source tree, which may be read-only), and install the jar
+    into ``target/plugins/``. Returns the stamp's plugin fields."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StoreUnavailableError("building graphrec's Neo4j plugin needs Maven (`mvn`) on PATH")
+    plugins = target / "plugins"
+    plugins.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target) as tmp:
+        build = Path(tmp) / "neo4j_plugin"
+        for src in _plugin_sources():
+            dst = build / src.relative_to(PLUGIN_DIR)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        env = {**os.environ, "JAVA_HOME": str(Path(jdk.javac).resolve().parents[1])}
+        cmd = [mvn, "-B", "-q", "-f", str(build / "pom.xml"), "package", "-DskipTests"]
+        result = _run_tool([*cmd[:3], "-o", *cmd[3:]], "Maven (graphrec plugin, offline)", 600, build, env)
+        if result.returncode != 0:
+            log.info("building graphrec's Neo4j plugin: fetching Maven's build plugins (first run only)")
+            result = _run_tool(cmd, "Maven (graphrec plugin)", 1800, build, env)
+        jar = build / "target" / PLUGIN_JAR
+        if result.returncode != 0 or not jar.is_file():
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+            raise StoreUnavailableError(f"Maven could not build {PLUGIN_DIR} (`{' '.join(cmd)}`):\n{tail}")
+        staged = plugins / (PLUGIN_JAR + ".tmp")
+        shutil.copyfile(jar, staged)
+        os.replace(staged, plugins / PLUGIN_JAR)
+    log.info("built graphrec's Neo4j plugin with Maven: %s", plugins / PLUGIN_JAR)
+    return {"plugin_sha": plugin_sha, "plugin_jar": str(plugins / PLUGIN_JAR)}
+
+
+def plugin_settings(target: Path) -> dict[str, str]:
+    """neo4j.conf settings that load graphrec's plugin from a provisioned ``target`` directory.
+
+    The procedures work on the kernel API, so their namespace must be unrestricted."""
+    return {
+        "server.directories.plugins": str(target / "plugins"),
+        "dbms.security.procedures.unrestricted": "graphrec.*",
+    }
 
 
 # -- the server ------------------------------------------------------------------------------
@@ -502,6 +580,7 @@ class LocalNeo4j:
         detach: bool = False,
         auth: bool = True,
         reset_password: bool = False,
+        plugin: bool | None = None,
     ) -> LocalNeo4j:
         """Start the server and wait until Bolt answers; return ``self``.
 
@@ -512,7 +591,8 @@ class LocalNeo4j:
         stdin); with ``detach`` it runs in its own session and outlives us (the CLI's
         ``start``). ``config`` adds neo4j.conf settings (e.g. ``{"db.transaction.timeout": "60s"}``)
         over :data:`HARDENED_SETTINGS`; the connector, authentication and page-cache settings
-        above always win.
+        above always win. ``plugin`` (default: unless ``GRAPHREC_NEO4J_PLUGIN=0``) loads graphrec's
+        own procedures (graph/neo4j_plugin); False gives a stock server.
 
         Authentication is on: user ``neo4j`` with the password of
         :func:`graph.neo4j_auth.password_file` (generated on first use), which a new store gets
@@ -562,6 +642,11 @@ class LocalNeo4j:
                 password_file=password_file,
                 reset_password=reset_password,
             )
+            # graphrec's plugin, from the directory provision() built it into (settings in `config` win).
+            if plugin if plugin is not None else os.environ.get(PLUGIN_ENV, "1") != "0":
+                extra = {k: v for k, v in plugin_settings(self._target).items() if k not in (config or {})}
+                with open(conf, "a") as f:
+                    f.write("".join(f"{k}={v}\n" for k, v in extra.items()))
         except BaseException:
             self.stop()  # removes a temporary data directory
             raise

@@ -6,6 +6,10 @@ batch is one ``UNWIND $rows`` managed transaction, retried by the driver on
 transient errors, that stamps what it creates with its batch number (so
 :meth:`Neo4jStore.read_view` can read one committed state); reads run in read
 transactions; the database is explicit.
+
+When the server has graphrec's own procedures (``graph/neo4j_plugin``), writes and the export
+go through them instead (:mod:`graph.neo4j_procedures`), with the same results and the same
+batch numbers; the ``procedures`` attribute forces either path.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import neo4j
 import numpy as np
 from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired
 
-from graph import cypher
+from graph import cypher, neo4j_procedures
 from graph.errors import GraphRecError, StoreAuthError, StoreUnavailableError
+from graph.ingest import GraphColumns
 from graph.neo4j_auth import auth_failure_message, resolve_auth
 from graph.schema import KIND_REL_TYPES, KINDS
 from graph.store import EngagementBatch, FollowBatch, GraphStore, TweetBatch
@@ -74,6 +79,42 @@ class Neo4jStore(GraphStore):
         self.query_timeout = query_timeout
         # The last batch number the reads see; below the maximum only in a read view.
         self._high_water = _ALL_BATCHES
+        self._epoch = 0  # the graph's epoch as a read view saw it (GraphClock.epoch)
+        self.procedures = neo4j_procedures.default_mode()
+
+    # -- graphrec's server procedures (graph/neo4j_procedures.py) -----------------
+    @property
+    def procedures(self) -> str:
+        """The write and export path: ``auto`` (graphrec's procedures when the server has them,
+        else Cypher), ``plugin`` (require them) or ``cypher``. Default: ``$GRAPHREC_NEO4J_PROCEDURES``
+        or ``auto``."""
+        return self._procedures
+
+    @procedures.setter
+    def procedures(self, mode: str) -> None:
+        self._procedures = neo4j_procedures.check_mode(mode)
+        self._plugin: neo4j_procedures.Plugin | None | bool = False  # probed on first use
+
+    @property
+    def plugin(self) -> neo4j_procedures.Plugin | None:
+        """graphrec's procedures on this server when this store uses them, else None (probed once)."""
+        if self._plugin is False:
+            self._plugin = neo4j_procedures.connect(self)
+        return self._plugin
+
+    @property
+    def concurrent_writes(self) -> bool:
+        """Whether :func:`graph.ingest.ingest` may write batches from several threads (the procedures
+        take that; the Cypher path's MERGE would deadlock and retry)."""
+        return self.plugin is not None
+
+    def export_columns(self) -> GraphColumns | None:
+        """The graph of this read view (or of a new one) as columns through the procedures (None on
+        the Cypher path)."""
+        if self.plugin is None:
+            return None
+        with self.read_view() as view:
+            return self.plugin.export(view=view)[0]
 
     @classmethod
     def connect(
@@ -171,6 +212,7 @@ class Neo4jStore(GraphStore):
         view = copy.copy(self)
         view._owns_driver = False
         view._high_water = int(record["seq"])
+        view._epoch = int(record["epoch"])
         log.debug("read view of %r up to batch %d", self, view._high_water)
         yield view
 
@@ -182,11 +224,19 @@ class Neo4jStore(GraphStore):
                     session.run(statement).consume()
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"Neo4j became unavailable: {exc}") from exc
+        if self.plugin is not None:
+            self.plugin.ensure_schema()
 
     def write_users(self, ids: np.ndarray) -> None:
+        if self.plugin is not None:
+            self.plugin.write_users(ids)
+            return
         self._write([(cypher.MERGE_USERS, {"ids": np.asarray(ids, np.int64).tolist()})])
 
     def write_tweets(self, batch: TweetBatch) -> None:
+        if self.plugin is not None:
+            self.plugin.write_tweets(batch)
+            return
         rows = [
             [i, a if a >= 0 else None, c if c else None, t if t else None]
             for i, a, c, t in zip(
@@ -197,11 +247,17 @@ class Neo4jStore(GraphStore):
         self._write([(cypher.MERGE_USERS, {"ids": authors.tolist()}), (cypher.WRITE_TWEETS, {"rows": rows})])
 
     def write_follows(self, batch: FollowBatch) -> None:
+        if self.plugin is not None:
+            self.plugin.write_follows(batch)
+            return
         ends = np.unique(np.concatenate([batch.src, batch.dst]))
         rows = np.stack([batch.src, batch.dst, batch.ts], axis=1).tolist()
         self._write([(cypher.MERGE_USERS, {"ids": ends.tolist()}), (cypher.WRITE_FOLLOWS, {"rows": rows})])
 
     def write_engagements(self, batch: EngagementBatch) -> None:
+        if self.plugin is not None:
+            self.plugin.write_engagements(batch)
+            return
         statements = [
             (cypher.MERGE_USERS, {"ids": np.unique(batch.users).tolist()}),
             (cypher.MERGE_TWEETS, {"ids": np.unique(batch.tweets).tolist()}),

@@ -3,6 +3,10 @@
 For each graph (flickr; a synthetic graph of ~2M relationships) it measures, in one run:
 
 * batched ``UNWIND`` ingest into Neo4j, relationships per second;
+* the same through graphrec's own server procedures (graph/neo4j_plugin), with 1 and 2 writer
+  threads (``--writers``): ingest rate, where the server's time goes (the procedures' own
+  timers; server and client CPU seconds), the packed full export (to columns and to a
+  snapshot), and an incremental export of the last 1% of the follows and engagements;
 * the naive baseline, one query per row (on a sample of rows, since it is slow), and the ratio;
 * the initial-load path, ``neo4j-admin database import`` into a new home (graph.neo4j_bulk);
 * the local store's ingest;
@@ -13,8 +17,10 @@ For each graph (flickr; a synthetic graph of ~2M relationships) it measures, in 
 Usage::
 
     python scripts/bench_ingest.py --data-dir ../shared/datasets [--synthetic-edges 2000000] [--json OUT]
+        [--dataset flickr|synthetic] [--writers 1,2]
 
-Uses NEO4J_URI when set, else starts a local Neo4j (scripts/neo4j_local.py) for the run.
+Uses NEO4J_URI when set, else starts a local Neo4j (scripts/neo4j_local.py) for the run (with
+graphrec's plugin: the procedure rows need it; a server without it skips them).
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graph import cypher  # noqa: E402
 from graph.datasets import load_dataset  # noqa: E402
-from graph.export import export_snapshot  # noqa: E402
+from graph.export import export_snapshot, snapshot_from_columns  # noqa: E402
 from graph.ingest import GraphColumns, ingest  # noqa: E402
 from graph.local_store import LocalStore  # noqa: E402
 from graph.neo4j_bulk import bulk_import  # noqa: E402
+from graph.neo4j_procedures import merge_changes  # noqa: E402
 from graph.neo4j_store import Neo4jStore  # noqa: E402
 from graph.synthetic import generate, users_for_edges  # noqa: E402
 
@@ -87,8 +94,151 @@ def snapshot_memory(snap_dir: Path, mode: str) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
+def _cpu(pid: int | None) -> tuple[float, float]:
+    """(server CPU seconds, this process's CPU seconds) so far."""
+    import psutil
+
+    server = 0.0
+    if pid is not None:
+        t = psutil.Process(pid).cpu_times()
+        server = t.user + t.system
+    me = os.times()
+    return server, me.user + me.system
+
+
+def _head_tail(cols: GraphColumns, f: float) -> tuple[GraphColumns, GraphColumns]:
+    """All nodes plus the first ``f`` of the follows and engagements; then the rest of them."""
+    nf, ne = int(len(cols.follow_src) * f), int(len(cols.eng_user) * f)
+    edge_parts = (
+        "follow_src",
+        "follow_dst",
+        "follow_ts",
+        "eng_user",
+        "eng_tweet",
+        "eng_kind",
+        "eng_ts",
+        "eng_weight",
+    )
+
+    def cut(head: bool) -> GraphColumns:
+        kw = {}
+        for name in GraphColumns.__dataclass_fields__:
+            a = getattr(cols, name)
+            if name in edge_parts:
+                k = nf if name.startswith("follow") else ne
+                a = a[:k] if head else a[k:]
+            elif not head and name != "tweet_texts":
+                a = a[:0]
+            elif not head:
+                a = None
+            kw[name] = a
+        return GraphColumns(**kw)
+
+    return cut(True), cut(False)
+
+
+def bench_procedures(
+    cols: GraphColumns, uri: str, batch_size: int, writers: list[int], server_pid: int | None, cypher_snap
+) -> dict:
+    """graphrec's procedures: ingest (99% + the last 1%), full export, incremental export."""
+    rels = cols.n_relationships
+    result: dict = {}
+    head, tail = _head_tail(cols, 0.99)
+    tail_rels = len(tail.follow_src) + len(tail.eng_user)
+    with Neo4jStore.connect(uri) as store:
+        store.procedures = "auto"
+        if store.plugin is None:
+            print("graphrec procedures: not on this server, skipped")
+            return {"procedures": None}
+        store.ensure_schema()
+        for w in writers:
+            store.clear()
+            store.plugin.stats.clear()
+            cpu0 = _cpu(server_pid)
+            t0 = time.perf_counter()
+            ingest(store, head, batch_size=batch_size, progress=False, writers=w)
+            t_head = time.perf_counter() - t0
+            cpu1 = _cpu(server_pid)
+            base, marker = store.plugin.export()  # the snapshot the incremental export refreshes
+            cpu2 = _cpu(server_pid)
+            t0 = time.perf_counter()
+            ingest(store, tail, batch_size=batch_size, progress=False, writers=w)
+            t_tail = time.perf_counter() - t0
+            cpu3 = _cpu(server_pid)
+            dt = t_head + t_tail
+            server_cpu = (cpu1[0] - cpu0[0]) + (cpu3[0] - cpu2[0])
+            client_cpu = (cpu1[1] - cpu0[1]) + (cpu3[1] - cpu2[1])
+            stats = {k: round(v, 1) for k, v in store.plugin.stats.items() if not k.startswith("export")}
+            result[f"proc_ingest_w{w}_s"] = dt
+            result[f"proc_ingest_w{w}_rels_per_s"] = rels / dt
+            result[f"proc_ingest_w{w}_server_cpu_s"] = server_cpu
+            result[f"proc_ingest_w{w}_client_cpu_s"] = client_cpu
+            result[f"proc_ingest_w{w}_timers_ms"] = stats
+            body = sum(v for k, v in stats.items() if k not in ("call", "calls", "rows"))
+            print(
+                f"procedure ingest, {w} writer(s), batches of {batch_size:,}: {dt:.1f}s = {rels / dt:,.0f} rels/s; "
+                f"server CPU {server_cpu:.1f}s ({server_cpu / dt:.2f} cores), client CPU {client_cpu:.1f}s; "
+                f"in calls {stats['call'] / 1e3:.1f}s, of which procedure bodies {body / 1e3:.1f}s "
+                f"(nodes {stats.get('nodes', 0) / 1e3:.1f}, relationships {stats.get('relationships', 0) / 1e3:.1f}, "
+                f"users+tweets {stats.get('write', 0) / 1e3:.1f}), the rest commit and transfer"
+            )
+            # incremental export of the last 1%, three times (the first plans the call)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                changes, marker2 = store.plugin.changes(marker)
+                times.append(time.perf_counter() - t0)
+            got = len(changes.follow_src) + len(changes.eng_user)
+            result[f"proc_incremental_w{w}_s"] = times
+            result[f"proc_incremental_w{w}_rels"] = got
+            print(
+                f"incremental export of the last 1% ({tail_rels:,} follows+engagements given, {got:,} new): "
+                f"{min(times) * 1e3:.1f} ms (first call {times[0] * 1e3:.1f} ms)"
+            )
+        # full export, three times
+        times, java = [], []
+        for _ in range(3):
+            store.plugin.stats.clear()
+            t0 = time.perf_counter()
+            full, marker3 = store.plugin.export()
+            t1 = time.perf_counter()
+            snap = snapshot_from_columns(full)
+            t2 = time.perf_counter()
+            times.append((t1 - t0, t2 - t0))
+            java.append(
+                (store.plugin.stats["export_nodes_ms"] + store.plugin.stats["export_relationships_ms"]) / 1e3
+            )
+        best = min(times, key=lambda t: t[1])
+        result["proc_export_columns_s"] = [t[0] for t in times]
+        result["proc_export_snapshot_s"] = [t[1] for t in times]
+        result["proc_export_java_scan_s"] = java
+        result["proc_export_columns_rels_per_s"] = rels / min(t[0] for t in times)
+        result["proc_export_snapshot_rels_per_s"] = rels / best[1]
+        print(
+            f"procedure export: columns {min(t[0] for t in times):.2f}s = {result['proc_export_columns_rels_per_s']:,.0f} rels/s "
+            f"(server scan {min(java):.2f}s), to a snapshot {best[1]:.2f}s = {result['proc_export_snapshot_rels_per_s']:,.0f} rels/s "
+            f"(first of 3: {times[0][1]:.2f}s)"
+        )
+        merged = snapshot_from_columns(merge_changes(base, changes))
+        result["proc_snapshot_equals_cypher"] = bool(snap.equals(cypher_snap))
+        result["proc_incremental_merge_equals_full"] = bool(merged.equals(snap))
+        print(
+            f"procedure snapshot identical to the Cypher path's: {result['proc_snapshot_equals_cypher']}; "
+            f"base + incremental = full export: {result['proc_incremental_merge_equals_full']}"
+        )
+    return result
+
+
 def bench_graph(
-    name: str, cols: GraphColumns, uri: str, batch_size: int, naive_rows: int, workdir: Path
+    name: str,
+    cols: GraphColumns,
+    uri: str,
+    batch_size: int,
+    naive_rows: int,
+    workdir: Path,
+    writers: list[int],
+    server_pid: int | None,
+    proc_batch_size: int,
 ) -> dict:
     rels = cols.n_relationships
     rows = len(cols.users) + len(cols.tweet_ids) + len(cols.follow_src) + len(cols.eng_user)
@@ -96,6 +246,7 @@ def bench_graph(
     result: dict = {"graph": name, "relationships": rels}
 
     with Neo4jStore.connect(uri) as store:
+        store.procedures = "cypher"  # the transactional Cypher path; the procedures come below
         store.clear()
         store.ensure_schema()
         n, dt = naive_ingest(store, cols, naive_rows)
@@ -117,6 +268,8 @@ def bench_graph(
         result["neo4j_export_s"] = dt
         result["neo4j_export_rels_per_s"] = rels / dt
         print(f"export Neo4j -> snapshot: {dt:.1f}s = {rels / dt:,.0f} rels/s")
+
+    result.update(bench_procedures(cols, uri, proc_batch_size, writers, server_pid, snap))
 
     local_dir = workdir / f"{name}-local"
     with LocalStore(local_dir) as local:
@@ -163,7 +316,11 @@ def main() -> int:
     p.add_argument("--synthetic-edges", type=int, default=2_000_000)
     p.add_argument("--batch-size", type=int, default=20_000)
     p.add_argument("--naive-rows", type=int, default=3000, help="rows for the one-query-per-row baseline")
-    p.add_argument("--only", choices=["flickr", "synthetic"], help="run one graph only")
+    p.add_argument("--only", "--dataset", choices=["flickr", "synthetic"], help="run one graph only")
+    p.add_argument(
+        "--writers", default="1,2", help="writer threads for the procedure ingest, comma-separated"
+    )
+    p.add_argument("--proc-batch-size", type=int, default=10_000, help="rows per procedure call")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
 
@@ -174,17 +331,43 @@ def main() -> int:
     if not uri:
         server = LocalNeo4j().start(heap="4g", pagecache="2g")
         uri = server.uri
+    writers = [int(w) for w in args.writers.split(",")]
+    pid = server.pid if server is not None else None
     results = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             if args.only in (None, "flickr"):
                 cols = GraphColumns.from_dataset(load_dataset("flickr", args.data_dir))
-                results.append(bench_graph("flickr", cols, uri, args.batch_size, args.naive_rows, work))
+                results.append(
+                    bench_graph(
+                        "flickr",
+                        cols,
+                        uri,
+                        args.batch_size,
+                        args.naive_rows,
+                        work,
+                        writers,
+                        pid,
+                        args.proc_batch_size,
+                    )
+                )
             if args.only in (None, "synthetic"):
                 g = generate(users_for_edges(args.synthetic_edges), seed=0, with_text=False)
                 cols = GraphColumns.from_synthetic(g)
-                results.append(bench_graph("synthetic-2M", cols, uri, args.batch_size, args.naive_rows, work))
+                results.append(
+                    bench_graph(
+                        "synthetic-2M",
+                        cols,
+                        uri,
+                        args.batch_size,
+                        args.naive_rows,
+                        work,
+                        writers,
+                        pid,
+                        args.proc_batch_size,
+                    )
+                )
     finally:
         if server is not None:
             server.stop()

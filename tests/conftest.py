@@ -67,7 +67,14 @@ def local_store(tmp_path):
         store.close()
 
 
-@pytest.fixture(params=["local", "neo4j"])
+@pytest.fixture
+def neo4j_cypher_store(neo4j_store):
+    """The same server through the Cypher path (what a server without graphrec's plugin gets)."""
+    neo4j_store.procedures = "cypher"
+    return neo4j_store
+
+
+@pytest.fixture(params=["local", "neo4j", "neo4j_cypher"])
 def store(request):
     """Each contract test runs once per store implementation."""
     return request.getfixturevalue(f"{request.param}_store")

@@ -20,6 +20,8 @@ LAUNCHER_FILES = (
     "graph/neo4j_launcher/pom.xml",
     "graph/kafka_launcher/Launcher.java",
     "graph/kafka_launcher/pom.xml",
+    "graph/neo4j_plugin/pom.xml",
+    *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "graph/neo4j_plugin/src").rglob("*.java"))),
 )
 
 
@@ -59,9 +61,13 @@ def test_wheel_ships_the_neo4j_launcher_and_finds_it_when_installed(tmp_path):
     code = (
         "import json, graph.neo4j_local as m\n"
         "print(json.dumps({'module': m.__file__, 'launcher': str(m.LAUNCHER_DIR), "
-        "'version': m.neo4j_version()}))\n"
+        "'plugin': str(m.PLUGIN_DIR), 'plugin_sha': m._plugin_sha(), 'version': m.neo4j_version()}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "GRAPHREC_NEO4J_LAUNCHER_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GRAPHREC_NEO4J_LAUNCHER_DIR", "GRAPHREC_NEO4J_PLUGIN_SRC")
+    }
     env["PYTHONPATH"] = str(site)
     result = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
@@ -73,6 +79,9 @@ def test_wheel_ships_the_neo4j_launcher_and_finds_it_when_installed(tmp_path):
     assert launcher.resolve().is_relative_to(site.resolve()), launcher
     assert (launcher / "Launcher.java").is_file() and (launcher / "pom.xml").is_file()
     assert re.fullmatch(r"5\.26\.\d+", found["version"]), found["version"]
+    plugin = Path(found["plugin"])  # graphrec's Neo4j plugin, which provision() compiles
+    assert plugin.resolve().is_relative_to(site.resolve()), plugin
+    assert (plugin / "pom.xml").is_file() and found["plugin_sha"]
 
 
 # A path-like string literal (no whitespace) naming the scripts directory: "scripts",
