@@ -283,7 +283,18 @@ class Recommender:
                 f"the live graph extends snapshot {live.snap.snapshot_id}, this recommender serves "
                 f"{self.snap.snapshot_id}"
             )
-        self.overlay = LiveOverlay(live) if live is not None else None
+        if live is None:
+            self.overlay = None
+            return
+        similar = self.sources.get(TASK_TWEETS, {}).get("similar_users")
+        vectors = self.user_vectors
+        if vectors is not None and len(vectors) != self.snap.n_users:
+            vectors = None
+        self.overlay = LiveOverlay(
+            live,
+            similar_users=similar if isinstance(similar, SimilarUsersSource) else None,
+            user_vectors=vectors,
+        )
 
     def apply_events(self, cols) -> dict[str, int]:
         """Add events (:class:`graph.ingest.GraphColumns`) to the live graph, starting one if
