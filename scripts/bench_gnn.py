@@ -361,6 +361,28 @@ def candidate_lists(task: ColdTask, scores, depth: int) -> sp.csr_matrix:
     return normalised_lists(ids, vals, len(task.cold))
 
 
+def save_sage_result(res, path: Path) -> None:
+    """A trained SAGE result for ``--reuse-model``: its weights and everything else but the module."""
+    import dataclasses
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"result": dataclasses.replace(res, model=None), "weights": res.model.state_dict()}
+    torch.save(state, path)
+
+
+def load_sage_result(path: Path):
+    import dataclasses
+
+    from gnn.models import HeteroSAGE
+
+    state = torch.load(path, weights_only=False)
+    res = state["result"]
+    cfg = {k: v for k, v in res.config.items() if k not in ("model", "train", "normalized")}
+    model = HeteroSAGE(cfg.pop("n_users"), cfg.pop("n_tweets"), **cfg)
+    model.load_state_dict(state["weights"])
+    return dataclasses.replace(res, model=model)
+
+
 def bench_coldstart(args) -> None:
     from gnn.pipeline import embed_snapshot_inductive, fit_sage
     from retrieval.coldstart import COLD_WEIGHTS, cold_scores, engager_scores
@@ -419,11 +441,10 @@ def bench_coldstart(args) -> None:
         )
     )
     if args.reuse_model and cache.is_file():  # a model this same carve trained before
-        res = torch.load(cache, weights_only=False)
+        res = load_sage_result(cache)
     else:
         res = fit_sage(val.snap, "tweets", params=params)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(res, cache)
+        save_sage_result(res, cache)
     t_train = time.perf_counter() - t0
     log(f"trained SAGE on the carved graph in {t_train:.0f}s")
 
