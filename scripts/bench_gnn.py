@@ -332,8 +332,11 @@ def neighbourhood_scores(task: ColdTask) -> dict[str, sp.csr_matrix]:
     return out, sources["similar_users"]
 
 
-#: weights of the cold-start scorer's embedding term tried on the validation carve
-EMBEDDING_WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+#: shares of the embedding term in the cold-start scorer tried on the validation carve
+#: (weights: similar_users 1 - a, engagers_embedding a)
+EMBEDDING_SHARE_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: the neighbourhood baselines (retrieval/sources.py); the best on validation is the bar
+NEIGHBOURHOOD = ("co_engagement", "userknn", "similar_users", "followee_engagement")
 
 
 def log(msg: str) -> None:
@@ -460,15 +463,14 @@ def bench_coldstart(args) -> None:
         out["engagers_embedding"] = terms["engagers_embedding"]
         return out, terms
 
+    def mix(a: float) -> dict:
+        return {"similar_users": round(1.0 - a, 3), "engagers_embedding": a}
+
     def sweep(task: ColdTask, terms: dict, tie: np.ndarray) -> dict:
-        """Recall@20 of the cold-start scorer for each weight of the embedding term (similar_users 1)."""
+        """Recall@20 of the cold-start scorer for each share of the embedding term."""
         return {
-            w: float(
-                rank_dense(task, cold_scores(terms, {"similar_users": 1.0, "engagers_embedding": w}), tie)[
-                    0
-                ].mean()
-            )
-            for w in EMBEDDING_WEIGHT_GRID
+            a: float(rank_dense(task, cold_scores(terms, mix(a)), tie)[0].mean())
+            for a in EMBEDDING_SHARE_GRID
         }
 
     depth = 300  # the recommender's candidates per source (retrieval.catalogue.DEFAULT_DEPTH)
@@ -498,16 +500,14 @@ def bench_coldstart(args) -> None:
         rows[name] = rank_dense(test, s, tie)
     rows["fusion (weights chosen on the validation carve)"] = rank_dense(test, fused, tie)
     rows["cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)"] = rank_dense(test, cold_scores(t_terms), tie)
-    rows[f"cold-start scorer (embedding weight {w_emb}, chosen on validation)"] = rank_dense(
-        test, cold_scores(t_terms, {"similar_users": 1.0, "engagers_embedding": w_emb}), tie
-    )
+    chosen = f"cold-start scorer (embedding share {w_emb}, chosen on validation)"
+    rows[chosen] = rank_dense(test, cold_scores(t_terms, mix(w_emb)), tie)
     t_sweep = sweep(test, t_terms, tie)
     rows["popularity (revealed engagements)"] = rank_dense(test, ones * test.revealed_pop[None, :], tie * 1e3)
     rows["popularity (oracle: all engagements)"] = rank_dense(test, ones * oracle_pop[None, :], tie * 1e3)
     rows["random"] = rank_dense(test, ones * rng.random(n_cold)[None, :].astype(np.float32), tie)
-    best_nb = max(
-        (n for n in t_scores if n != "sage"), key=lambda n: v_single[n]
-    )  # the best neighbourhood source on validation
+    v_single.update({n: float(rank_dense(val, v_scores[n], v_tie)[0].mean()) for n in v_scores})
+    best_nb = max((n for n in NEIGHBOURHOOD if n in v_scores), key=lambda n: v_single[n])
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "dataset": args.dataset,
@@ -522,13 +522,12 @@ def bench_coldstart(args) -> None:
         "fusion_weights": weights,
         "cold_weights": COLD_WEIGHTS,
         "embedding_weight_sweep": {"validation": v_sweep, "test (not used to choose)": t_sweep},
-        "validation_recall@20": {"single": v_single, "fused": v_best},
+        "validation_recall@20": {"single (dense ranking)": v_single, "fused": v_best},
         "best_neighbourhood_on_validation": best_nb,
         "sage_history": res.metrics["history"],
         "peak_rss_gib": peak_rss_gib(),
         "methods": {},
     }
-    fused_rec = rows["cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)"][0]
     for name, (rec, nd) in rows.items():
         entry = {"recall@20": bootstrap(rec), "ndcg@20": bootstrap(nd)}
         if name != best_nb:
@@ -538,8 +537,25 @@ def bench_coldstart(args) -> None:
             f"{name:50s} recall@20 {entry['recall@20'][0]:.4f} [{entry['recall@20'][1]:.4f}, {entry['recall@20'][2]:.4f}]  "
             f"ndcg@20 {entry['ndcg@20'][0]:.4f} [{entry['ndcg@20'][1]:.4f}, {entry['ndcg@20'][2]:.4f}]"
         )
-    d = bootstrap(fused_rec - rows[best_nb][0])
-    print(f"cold-start scorer minus {best_nb}: {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]")
+    best_test = max((n for n in NEIGHBOURHOOD if n in rows), key=lambda n: rows[n][0].mean())
+    report["best_neighbourhood_on_test"] = best_test
+    for name in ("cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)", chosen):
+        d = bootstrap(rows[name][0] - rows[best_test][0])
+        report["methods"][name][f"this_minus_{best_test}_recall@20"] = d
+        print(
+            f"{name} minus {best_test} (best neighbourhood source on test): {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
+        )
+    for name in (
+        "cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)",
+        chosen,
+        "engagers_embedding",
+        "sage",
+        "fusion (weights chosen on the validation carve)",
+    ):
+        d = bootstrap(rows[name][0] - rows[best_nb][0])
+        print(
+            f"{name} minus {best_nb} (best neighbourhood source on validation): {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
+        )
     print(f"embedding weight sweep: validation {v_sweep}; test {t_sweep}")
     print(
         f"{args.dataset}: {n_cold} cold items, {len(test.users)} users with held-out engagements on them, "
