@@ -32,7 +32,7 @@ from graph.errors import GraphRecError
 #: Weights of the two terms: the embedding share (0.8) that maximises the mean, over flickr and
 #: lastfm, of each validation carve's recall@20 relative to its best share (flickr's carve alone
 #: picks 0.6, lastfm's 0.9; docs/issue21_coldstart.md). Without user embeddings only the
-#: ``similar_users`` term is left, and the per-user normalisation makes its weight irrelevant.
+#: ``similar_users`` term is left (scaled by its weight: the ranking is that source's).
 COLD_WEIGHTS: dict[str, float] = {"similar_users": 0.2, "engagers_embedding": 0.8}
 
 
