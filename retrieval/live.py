@@ -9,7 +9,11 @@ the graph as it is now (GraphJet's split between the batch model and the real-ti
   (the user's new follows, or a followee's new follows), weighted by the middle account's
   degree as the second-hop source is; and accounts that just followed the user (follow-back).
 * tweets: what the user's followees (old and new) engaged with since the snapshot, their new
-  tweets, and what the users who engaged with the user's new engagements engaged with since.
+  tweets, what the users who engaged with the user's new engagements engaged with since, and
+  the cold-start path (:mod:`retrieval.coldstart`): the tweets the users most like this one
+  (the recommender's ``similar_users`` neighbours) engaged with since, each scored by its first
+  engagers: their similarity to the user plus, with user embeddings, the cosine of the user's
+  vector with the mean of the engagers' vectors.
 
 Candidates are dense target indices of the live vocabulary: users and tweets born after the
 snapshot come after the snapshot's (``n_users + j``, ``n_tweets + j``).
@@ -23,11 +27,13 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 from graph.kernels import serial_kernels
 from graph.live import LiveGraph, fold
 from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS
+from retrieval.coldstart import cold_scores, engager_scores
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,10 @@ MAX_CO_ENGAGERS = 2_000
 #: Scores of the parts of a live list (they are then normalised like any source's list).
 FOLLOW_BACK_SCORE = 1.0
 NEW_TWEET_SCORE = 1.0
+#: Most tweets engaged with since the snapshot by the user's neighbours scored per call (cold start).
+MAX_COLD_TWEETS = 2_000
+#: Scale of the cold-start scores (at most the sum of the cold-start weights) in the live list.
+COLD_START_SCORE = 1.0
 
 
 def _row(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -64,8 +74,12 @@ def _scored(
 class LiveOverlay:
     """The live stage of a :class:`retrieval.recommender.Recommender` (one per live graph)."""
 
-    def __init__(self, live: LiveGraph):
+    def __init__(self, live: LiveGraph, *, similar_users=None, user_vectors: np.ndarray | None = None):
+        """``similar_users``: a fitted :class:`retrieval.sources.SimilarUsersSource` (its
+        neighbours drive the cold-start path; None leaves that path out); ``user_vectors``: the
+        snapshot's user embeddings, for the cold-start path's embedding term."""
         self.live = live
+        self.similar_users, self.user_vectors = similar_users, user_vectors
         snap = live.snap
         self.snap: GraphSnapshot = snap
         #: The walk view (set by the recommender when it has walk sources).
@@ -168,7 +182,43 @@ class LiveOverlay:
             _, tweets, _, _, w = live.engagements.out_edges(engagers)
             ids.append(tweets)
             scores.append(w)
+        cold_ids, cold = self._cold_start(u)
+        ids.append(cold_ids)
+        scores.append(cold)
         return np.concatenate(ids), np.concatenate(scores).astype(np.float32)
+
+    def _cold_start(self, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tweets the user's neighbours engaged with since the snapshot, scored by their engagers
+        (:func:`retrieval.coldstart.engager_scores`, snapshot and live engagers alike)."""
+        snap, live = self.snap, self.live
+        empty = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self.similar_users is None or u >= snap.n_users:
+            return empty
+        nb = self.similar_users.neighbours(np.array([u], np.int64))
+        if not nb.nnz:
+            return empty
+        tweets = np.unique(live.engagements.out_edges(nb.indices.astype(np.int64))[1])[:MAX_COLD_TWEETS]
+        if not len(tweets):
+            return empty
+        # each tweet's engagers: those in the snapshot and those since (users born since have no
+        # neighbours or vectors, so they are left out)
+        src, dst, _ = live.engagements.in_edges(tweets)
+        old = tweets[tweets < snap.n_tweets]
+        if len(old):
+            indptr, indices = np.asarray(snap.eng_tweet_indptr), np.asarray(snap.eng_tweet_indices)
+            counts = np.diff(indptr)[old]
+            src = np.concatenate([src, _row(indptr, indices, old, snap.n_tweets)])
+            dst = np.concatenate([dst, np.repeat(old, counts)])
+        keep = src < snap.n_users
+        row = np.searchsorted(tweets, dst[keep])
+        engagers = sp.csr_matrix(
+            (np.ones(int(keep.sum()), np.float32), (row, src[keep])), shape=(len(tweets), snap.n_users)
+        )
+        engagers.sum_duplicates()
+        engagers.data[:] = 1.0
+        vectors = self.user_vectors
+        parts = engager_scores(nb, engagers, vectors, np.array([u]) if vectors is not None else None)
+        return tweets, cold_scores(parts)[0] * COLD_START_SCORE
 
     # -- what filters and diversity need about targets born since -------------------------
     def tweet_author(self, dense) -> np.ndarray | int:

@@ -301,8 +301,19 @@ class Recommender:
         old = self.overlay
         if old is not None and old.walks is not None:
             old.walks.stop()
-        self.overlay = LiveOverlay(live) if live is not None else None
-        self._live_walks = self._walk_sources() if live is not None else {}
+        if live is None:
+            self.overlay, self._live_walks = None, {}
+            return
+        similar = self.sources.get(TASK_TWEETS, {}).get("similar_users")
+        vectors = self.user_vectors
+        if vectors is not None and len(vectors) != self.snap.n_users:
+            vectors = None
+        self.overlay = LiveOverlay(
+            live,
+            similar_users=similar if isinstance(similar, SimilarUsersSource) else None,
+            user_vectors=vectors,
+        )
+        self._live_walks = self._walk_sources()
         if not self._live_walks:
             return
         self.overlay.walks = WalkView(

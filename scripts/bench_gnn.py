@@ -24,12 +24,14 @@ oracle popularity (all engagements), with 95% bootstrap intervals over users.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gnn.ranking import evaluate_embeddings, recall_ndcg, topk_scores  # noqa: E402
+from gnn.ranking import evaluate_embeddings, recall_ndcg  # noqa: E402
 from graph.datasets import dataset_snapshot, load_dataset  # noqa: E402
 from graph.snapshot import build_snapshot  # noqa: E402
 from graph.tasks import exclusion_matrix  # noqa: E402
@@ -263,8 +265,131 @@ def bootstrap(values: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, 
     return float(values.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+@dataclass
+class ColdTask:
+    """One cold-start ranking problem: a graph in which each cold item has only its revealed
+    engagements, and for the users with hidden engagements on cold items, the truth."""
+
+    snap: object  # GraphSnapshot with the revealed edges
+    cold: np.ndarray  # external ids of the cold items (sorted)
+    cold_idx: np.ndarray  # their dense indices in snap
+    users: np.ndarray  # dense user indices with hidden engagements on cold items
+    truth: sp.csr_matrix  # n_users x n_cold: hidden engagements
+    seen: sp.csr_matrix  # n_users x n_cold: revealed engagements (masked from the ranking)
+    revealed_pop: np.ndarray  # revealed engagements per cold item
+
+
+def make_task(snapshot, rng, item_ids, base_u, base_i, cold, cu, ci, reveal) -> ColdTask:
+    """``base_*``: edges of the warm items; ``cu, ci``: every (user, cold item) pair, of which
+    ``reveal`` random ones per item go into the graph and the rest are the truth."""
+    order = np.lexsort((rng.random(len(ci)), ci))
+    cu, ci = cu[order], ci[order]
+    rank = np.arange(len(ci)) - np.searchsorted(ci, ci, side="left")
+    revealed = rank < reveal
+    snap = snapshot(item_ids, np.concatenate([base_u, cu[revealed]]), np.concatenate([base_i, ci[revealed]]))
+    uidx, local, n_cold = snap.user_index(cu), np.searchsorted(cold, ci), len(cold)
+
+    def pairs(mask):
+        m = sp.csr_matrix(
+            (np.ones(mask.sum(), np.float32), (uidx[mask], local[mask])), shape=(snap.n_users, n_cold)
+        )
+        m.sum_duplicates()
+        m.data[:] = 1
+        return m
+
+    truth, seen = pairs(~revealed), pairs(revealed)
+    truth = (truth - truth.multiply(seen)).tocsr()
+    truth.eliminate_zeros()
+    return ColdTask(
+        snap=snap,
+        cold=cold,
+        cold_idx=snap.tweet_index(cold),
+        users=np.flatnonzero(np.diff(truth.indptr) > 0),
+        truth=truth,
+        seen=seen,
+        revealed_pop=np.bincount(local[revealed], minlength=n_cold).astype(np.float32),
+    )
+
+
+def neighbourhood_scores(task: ColdTask) -> dict[str, sp.csr_matrix]:
+    """The project's own neighbourhood sources (retrieval/sources.py), fitted on the graph with
+    the revealed edges, scoring the cold items for the task's users (users x cold items)."""
+    from retrieval.sources import CoEngagementSource, FolloweeEngagementSource, SimilarUsersSource
+
+    sources = {
+        "co_engagement": CoEngagementSource(),  # item-kNN through the revealed edges
+        "userknn": SimilarUsersSource(follow_weight=0.0),  # users similar to the first engagers
+        "similar_users": SimilarUsersSource(),  # the same, users compared on follows too
+    }
+    if task.snap.n_follows:
+        sources["followee_engagement"] = FolloweeEngagementSource()  # followees among the first engagers
+    out = {}
+    for name, source in sources.items():
+        t0 = time.perf_counter()
+        s = source.fit(task.snap).scores(task.users)
+        out[name] = sp.csr_matrix(s)[:, task.cold_idx].tocsr()
+        log(f"  {name}: {time.perf_counter() - t0:.1f}s")
+    return out, sources["similar_users"]
+
+
+#: shares of the embedding term in the cold-start scorer tried on the validation carve
+#: (weights: similar_users 1 - a, engagers_embedding a)
+EMBEDDING_SHARE_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: the neighbourhood baselines (retrieval/sources.py); the best on validation is the bar
+NEIGHBOURHOOD = ("co_engagement", "userknn", "similar_users", "followee_engagement")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def rank_dense(task: ColdTask, scores, tie: np.ndarray, k: int = 20):
+    """Per-user recall@k / NDCG@k of ranking the cold items by ``scores`` (users x cold, dense
+    or sparse), revealed pairs masked, ties (e.g. the zeros of a sparse source) broken at random."""
+    from graph.ranking import mask_rows, top_k
+
+    dense = scores.toarray() if sp.issparse(scores) else np.array(scores, np.float32, copy=True)
+    dense = dense.astype(np.float32) + tie[None, :]
+    mask_rows(dense, task.seen[task.users])
+    ids, _ = top_k(dense, k)
+    return recall_ndcg(ids, task.truth, task.users, k)
+
+
+def candidate_lists(task: ColdTask, scores, depth: int) -> sp.csr_matrix:
+    """A source's normalised candidate lists over the cold items, as the recommender fuses them."""
+    from graph.ranking import select_candidates
+    from retrieval.fusion import normalised_lists
+
+    ids, vals = select_candidates(scores, depth, task.seen[task.users])
+    return normalised_lists(ids, vals, len(task.cold))
+
+
+def save_sage_result(res, path: Path) -> None:
+    """A trained SAGE result for ``--reuse-model``: its weights and everything else but the module."""
+    import dataclasses
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"result": dataclasses.replace(res, model=None), "weights": res.model.state_dict()}
+    torch.save(state, path)
+
+
+def load_sage_result(path: Path):
+    import dataclasses
+
+    from gnn.models import HeteroSAGE
+
+    state = torch.load(path, weights_only=False)
+    res = state["result"]
+    cfg = {k: v for k, v in res.config.items() if k not in ("model", "train", "normalized")}
+    model = HeteroSAGE(cfg.pop("n_users"), cfg.pop("n_tweets"), **cfg)
+    model.load_state_dict(state["weights"])
+    return dataclasses.replace(res, model=model)
+
+
 def bench_coldstart(args) -> None:
     from gnn.pipeline import embed_snapshot_inductive, fit_sage
+    from retrieval.coldstart import COLD_WEIGHTS, cold_scores, engager_scores
+    from retrieval.tuning import coordinate_ascent
 
     t0 = time.perf_counter()
     ds = load_dataset(args.dataset, args.data_dir)
@@ -279,6 +404,7 @@ def bench_coldstart(args) -> None:
     # training graph: the train split without any cold item
     tr = np.isin(ds.train_item, cold, invert=True)
     warm_items = np.setdiff1d(items, cold)
+    tr_u, tr_i = ds.train_user[tr], ds.train_item[tr]
 
     def snapshot(item_ids, eu, ei):
         return build_snapshot(
@@ -296,80 +422,144 @@ def bench_coldstart(args) -> None:
             tweet_created=np.zeros(len(item_ids), np.int64),
         )
 
-    train = snapshot(warm_items, ds.train_user[tr], ds.train_item[tr])
-    params = {"epochs": args.epochs, "dim": 64, "cold_reveal": args.reveal, "progress": True}
+    # Validation carve from training only (never the test items): 10% of the warm items become
+    # cold the same way (``reveal`` random training engagements kept, the rest hidden). The
+    # inductive model trains on this carved graph, so the hidden pairs are unseen by every
+    # method when the fusion weights are chosen on them.
+    vrng = np.random.default_rng(args.seed + 1)
+    vcold = np.sort(vrng.choice(warm_items, size=int(round(0.1 * len(warm_items))), replace=False))
+    v_is = np.isin(tr_i, vcold)
+    val = make_task(
+        snapshot, vrng, warm_items, tr_u[~v_is], tr_i[~v_is], vcold, tr_u[v_is], tr_i[v_is], args.reveal
+    )
+    params = {"epochs": args.epochs, "dim": 64, "cold_reveal": args.reveal, "progress": False}
     params.update(json.loads(args.params or "{}"))
-    res = fit_sage(train, "tweets", params=params)
+    cache = (
+        Path(args.out)
+        / ".cache"
+        / (
+            f"sage_{args.dataset}_seed{args.seed}_reveal{args.reveal}_"
+            + hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+            + ".pt"
+        )
+    )
+    if args.reuse_model and cache.is_file():  # a model this same carve trained before
+        res = load_sage_result(cache)
+    else:
+        res = fit_sage(val.snap, "tweets", params=params)
+        save_sage_result(res, cache)
     t_train = time.perf_counter() - t0
+    log(f"trained SAGE on the carved graph in {t_train:.0f}s")
 
-    # reveal the first `reveal` engagements of each cold item (random order: no timestamps)
-    cu, ci = all_u[is_cold], all_i[is_cold]
-    order = np.lexsort((rng.random(len(ci)), ci))
-    cu, ci = cu[order], ci[order]
-    first = np.searchsorted(ci, ci, side="left")
-    rank = np.arange(len(ci)) - first
-    revealed = rank < args.reveal
-    new = snapshot(
-        items,
-        np.concatenate([ds.train_user[tr], cu[revealed]]),
-        np.concatenate([ds.train_item[tr], ci[revealed]]),
-    )
-    _, tweet_vecs = embed_snapshot_inductive(res, new)
-    user_vecs, _ = embed_snapshot_inductive(res, new)
+    test = make_task(snapshot, rng, items, tr_u, tr_i, cold, all_u[is_cold], all_i[is_cold], args.reveal)
 
-    cold_idx = new.tweet_index(cold)
-    uidx = new.user_index(cu)
-    local = np.searchsorted(cold, ci)  # position of each cold pair's item among the cold items
+    def method_scores(task: ColdTask) -> tuple[dict, dict]:
+        """The single methods' scores, and the cold-start scorer's terms (retrieval.coldstart)."""
+        user_vecs, tweet_vecs = embed_snapshot_inductive(res, task.snap)
+        out = {"sage": user_vecs[task.users] @ tweet_vecs[task.cold_idx].T}
+        nb, similar = neighbourhood_scores(task)
+        out.update(nb)
+        terms = engager_scores(similar.neighbours(task.users), task.seen.T.tocsr(), user_vecs, task.users)
+        out["engagers_embedding"] = terms["engagers_embedding"]
+        return out, terms
+
+    def mix(a: float) -> dict:
+        return {"similar_users": round(1.0 - a, 3), "engagers_embedding": a}
+
+    def sweep(task: ColdTask, terms: dict, tie: np.ndarray) -> dict:
+        """Recall@20 of the cold-start scorer for each share of the embedding term."""
+        return {
+            a: float(rank_dense(task, cold_scores(terms, mix(a)), tie)[0].mean())
+            for a in EMBEDDING_SHARE_GRID
+        }
+
+    depth = 300  # the recommender's candidates per source (retrieval.catalogue.DEFAULT_DEPTH)
+    log("validation carve: scoring")
+    v_scores, v_terms = method_scores(val)
+    v_tie = vrng.random(len(vcold)).astype(np.float32) * 1e-6
+    v_sweep = sweep(val, v_terms, v_tie)
+    w_emb = max(v_sweep, key=v_sweep.get)
+    log(f"validation: cold-start scorer by embedding weight {v_sweep}: {w_emb} chosen")
+    v_lists = {name: candidate_lists(val, s, depth) for name, s in v_scores.items()}
+    weights, v_best, v_single = coordinate_ascent(v_lists, val.truth[val.users], 20)
+    log(f"validation: single {v_single}, fused {v_best:.4f} with {weights}")
+
+    log("test: scoring")
+    t_scores, t_terms = method_scores(test)
     n_cold = len(cold)
-    truth = sp.csr_matrix(
-        (np.ones((~revealed).sum(), np.float32), (uidx[~revealed], local[~revealed])),
-        shape=(new.n_users, n_cold),
-    )
-    seen = sp.csr_matrix(
-        (np.ones(revealed.sum(), np.float32), (uidx[revealed], local[revealed])), shape=(new.n_users, n_cold)
-    )
-    truth = (truth - truth.multiply(seen)).tocsr()
-    truth.eliminate_zeros()
-    users = np.flatnonzero(np.diff(truth.indptr) > 0)
-
-    def score(name, uvec, tvec):
-        ids, _ = topk_scores(torch.from_numpy(uvec), torch.from_numpy(tvec), users, 20, seen)
-        rec, nd = recall_ndcg(ids, truth, users, 20)
-        return name, rec, nd
-
-    tie = rng.random(n_cold).astype(np.float32) * 1e-3  # random tie-break among equal counts
-    revealed_pop = np.bincount(local[revealed], minlength=n_cold).astype(np.float32) + tie
-    oracle_pop = np.bincount(local, minlength=n_cold).astype(np.float32) + tie
-    ones = np.ones((new.n_users, 1), np.float32)
-    rows = [
-        score("sage (inductive)", user_vecs, tweet_vecs[cold_idx]),
-        score("popularity (revealed engagements)", ones, revealed_pop[:, None]),
-        score("popularity (oracle: all engagements)", ones, oracle_pop[:, None]),
-        score("random", ones, rng.random((n_cold, 1)).astype(np.float32)),
-    ]
+    tie = rng.random(n_cold).astype(np.float32) * 1e-6  # random tie-break among equal scores
+    ones = np.ones((len(test.users), 1), np.float32)
+    t_lists = {name: candidate_lists(test, s, depth) for name, s in t_scores.items()}
+    fused = None
+    for name, w in weights.items():
+        if w:
+            fused = t_lists[name] * w if fused is None else fused + t_lists[name] * w
+    oracle_pop = np.asarray(test.truth.sum(axis=0)).ravel() + test.revealed_pop
+    rows = {}
+    for name, s in t_scores.items():
+        rows[name] = rank_dense(test, s, tie)
+    rows["fusion (weights chosen on the validation carve)"] = rank_dense(test, fused, tie)
+    rows["cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)"] = rank_dense(test, cold_scores(t_terms), tie)
+    chosen = f"cold-start scorer (embedding share {w_emb}, chosen on validation)"
+    rows[chosen] = rank_dense(test, cold_scores(t_terms, mix(w_emb)), tie)
+    t_sweep = sweep(test, t_terms, tie)
+    rows["popularity (revealed engagements)"] = rank_dense(test, ones * test.revealed_pop[None, :], tie * 1e3)
+    rows["popularity (oracle: all engagements)"] = rank_dense(test, ones * oracle_pop[None, :], tie * 1e3)
+    rows["random"] = rank_dense(test, ones * rng.random(n_cold)[None, :].astype(np.float32), tie)
+    v_single.update({n: float(rank_dense(val, v_scores[n], v_tie)[0].mean()) for n in v_scores})
+    best_nb = max((n for n in NEIGHBOURHOOD if n in v_scores), key=lambda n: v_single[n])
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "dataset": args.dataset,
         "cold_items": n_cold,
-        "eval_users": len(users),
+        "eval_users": len(test.users),
+        "val_cold_items": len(vcold),
+        "val_users": len(val.users),
         "reveal": args.reveal,
         "train_seconds": t_train,
+        "wall_seconds": time.perf_counter() - t0,
         "params": params,
+        "fusion_weights": weights,
+        "cold_weights": COLD_WEIGHTS,
+        "embedding_weight_sweep": {"validation": v_sweep, "test (not used to choose)": t_sweep},
+        "validation_recall@20": {"single (dense ranking)": v_single, "fused": v_best},
+        "best_neighbourhood_on_validation": best_nb,
         "sage_history": res.metrics["history"],
         "peak_rss_gib": peak_rss_gib(),
         "methods": {},
     }
-    sage_rec = rows[0][1]
-    for name, rec, nd in rows:
+    for name, (rec, nd) in rows.items():
         entry = {"recall@20": bootstrap(rec), "ndcg@20": bootstrap(nd)}
-        if name != rows[0][0]:
-            entry["sage_minus_this_recall@20"] = bootstrap(sage_rec - rec)
+        if name != best_nb:
+            entry[f"this_minus_{best_nb}_recall@20"] = bootstrap(rec - rows[best_nb][0])
         report["methods"][name] = entry
         print(
-            f"{name:40s} recall@20 {entry['recall@20'][0]:.4f} [{entry['recall@20'][1]:.4f}, {entry['recall@20'][2]:.4f}]  "
+            f"{name:50s} recall@20 {entry['recall@20'][0]:.4f} [{entry['recall@20'][1]:.4f}, {entry['recall@20'][2]:.4f}]  "
             f"ndcg@20 {entry['ndcg@20'][0]:.4f} [{entry['ndcg@20'][1]:.4f}, {entry['ndcg@20'][2]:.4f}]"
         )
+    best_test = max((n for n in NEIGHBOURHOOD if n in rows), key=lambda n: rows[n][0].mean())
+    report["best_neighbourhood_on_test"] = best_test
+    for name in ("cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)", chosen):
+        d = bootstrap(rows[name][0] - rows[best_test][0])
+        report["methods"][name][f"this_minus_{best_test}_recall@20"] = d
+        print(
+            f"{name} minus {best_test} (best neighbourhood source on test): {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
+        )
+    for name in (
+        "cold-start scorer (retrieval.coldstart.COLD_WEIGHTS)",
+        chosen,
+        "engagers_embedding",
+        "sage",
+        "fusion (weights chosen on the validation carve)",
+    ):
+        d = bootstrap(rows[name][0] - rows[best_nb][0])
+        print(
+            f"{name} minus {best_nb} (best neighbourhood source on validation): {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
+        )
+    print(f"embedding weight sweep: validation {v_sweep}; test {t_sweep}")
     print(
-        f"{n_cold} cold items, {len(users)} users with held-out engagements on them, reveal={args.reveal}, trained in {t_train:.0f}s"
+        f"{args.dataset}: {n_cold} cold items, {len(test.users)} users with held-out engagements on them, "
+        f"reveal={args.reveal}, SAGE trained in {t_train:.0f}s, weights {weights}"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -395,6 +585,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30, help="coldstart: SAGE epochs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dataset", default="flickr", help="coldstart: dataset (default: %(default)s)")
+    ap.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="coldstart: reuse the SAGE model an earlier run trained on the same carve (OUT/.cache)",
+    )
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
