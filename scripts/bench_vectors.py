@@ -21,12 +21,13 @@ search (``u @ T.T`` and a top-20 selection) is timed the same way in the same ru
 operating point of a backend is its cheapest setting with recall@20 >= 0.95.
 
 **Neo4j** (``--neo4j-datasets``): the dataset's users and items are created as nodes, the
-vectors written with :func:`graph.embeddings_store.write_embeddings` (``mips=False``: the plain
-cosine index on the model's vectors, what the write-back did before; ``mips=True``: the index on
-the augmented vectors), and for ``--neo4j-users`` users the top 20 of
-``db.index.vector.queryNodes`` (k = 20, the index's own order) and of
-:func:`graph.embeddings_store.vector_query` (5x the candidates, scored by dot product) are
-compared with the exact dot-product top 20 over all items: overlap = shared / 20.
+vectors written with :func:`graph.embeddings_store.write_embeddings` three ways: ``mips=False``
+(the plain cosine index on the model's vectors, what the write-back did before), one norm range
+(the plain augmentation), and the norm ranges (the default). For ``--neo4j-users`` users, the
+top 20 of ``db.index.vector.queryNodes`` (plain index: k = 20 and k = 100, the index's own
+order) and of :func:`graph.embeddings_store.vector_query` (the indexes' candidates through
+``queryNodes`` with a search list ``ef``, ranked by dot product in Cypher) are compared with the
+exact dot-product top 20 over all items: overlap = shared / 20; latency per call.
 """
 
 from __future__ import annotations
@@ -380,37 +381,35 @@ def bench_neo4j(name: str, vec: dict, uri: str, n_users: int) -> dict:
         truth = exact_top(users[qu], items)
         norms = np.linalg.norm(items, axis=1)
         out["item_norm_max_over_median"] = float(norms.max() / np.median(norms))
-        for mode, mips in (("before_cosine", False), ("after_mips", True)):
+        modes = (
+            ("before_cosine", {"mips": False}, (100,)),
+            ("one_range", {"mips": True, "norm_quantiles": ()}, (20, 100)),
+            ("after_norm_ranges", {"mips": True}, (20, 50, 100)),
+        )
+        for mode, write_kw, efs in modes:
             t0 = time.perf_counter()
-            write_embeddings(store, "Tweet", tids, items, f"bench-{mode}", mips=mips)
-            write_s = time.perf_counter() - t0
-            raw, wide, refined, times = [], [], [], []
-            for u in qu:
-                qv = users[u]
-                query = (augment_queries(qv) if mips else qv).astype(np.float64).tolist()
-                index = index_name("Tweet", mips=mips)
-                rows = store.cypher(cypher.QUERY_VECTOR_INDEX, index=index, k=K, vector=query)
-                raw.append(np.searchsorted(tids, [r["id"] for r in rows])[:K])
-                rows = store.cypher(cypher.QUERY_VECTOR_INDEX, index=index, k=5 * K, vector=query)
-                wide.append(np.searchsorted(tids, [r["id"] for r in rows])[:K])  # the index's order
-                t1 = time.perf_counter()
-                ids, _ = vector_query(store, "Tweet", qv, K, mips=mips)  # 5x, scored by dot product
-                times.append(time.perf_counter() - t1)
-                refined.append(np.searchsorted(tids, ids))
-            row = {
-                "write_and_index_s": write_s,
-                "overlap@20_queryNodes_k20": recall(raw, truth),
-                "overlap@20_queryNodes_k100": recall(wide, truth),
-                "overlap@20_vector_query": recall(refined, truth),
-                "vector_query": pct(times),
-            }
+            write_embeddings(store, "Tweet", tids, items, f"bench-{mode}", **write_kw)
+            row = {"write_and_index_s": time.perf_counter() - t0}
+            if not write_kw["mips"]:  # the index's own answer, as the write-back served it before
+                for k in (K, 5 * K):
+                    found = []
+                    for u in qu:
+                        vec = users[u].astype(np.float64).tolist()
+                        rows = store.cypher(
+                            cypher.QUERY_VECTOR_INDEX, index=index_name("Tweet", mips=False), k=k, vector=vec
+                        )
+                        found.append(np.searchsorted(tids, [r["id"] for r in rows][:K]))
+                    row[f"overlap@20_queryNodes_k{k}"] = recall(found, truth)
+            for ef in efs:
+                found, times = [], []
+                for u in qu:
+                    t1 = time.perf_counter()
+                    ids, _ = vector_query(store, "Tweet", users[u], K, mips=write_kw["mips"], ef=ef)
+                    times.append(time.perf_counter() - t1)
+                    found.append(np.searchsorted(tids, ids))
+                row[f"vector_query_ef{ef}"] = {"overlap@20": recall(found, truth), **pct(times)}
             out[mode] = row
-            print(
-                f"[neo4j {name}] {mode}: top-20 overlap: queryNodes k=20 {row['overlap@20_queryNodes_k20']:.4f}, "
-                f"queryNodes k=100 (index order) {row['overlap@20_queryNodes_k100']:.4f}, "
-                f"vector_query (5x, dot-rescored) {row['overlap@20_vector_query']:.4f}, "
-                f"write+index {write_s:.1f} s, vector_query p50 {row['vector_query']['p50_ms']:.1f} ms"
-            )
+            print(f"[neo4j {name}] {mode}: {json.dumps(row)}")
     finally:
         store.clear()
         store.close()
