@@ -28,8 +28,9 @@ def add_embed_parser(subparsers) -> argparse.ArgumentParser:
         help="train graph embeddings (LightGCN or inductive SAGE) and write a versioned artifact",
         description=(
             "Read a snapshot (snapshot directory, local store or bolt:// URI), train or fine-tune a model, write "
-            "a versioned artifact under --out, and write the embeddings back to Neo4j (node property `embedding` "
-            "with a vector index per label) when the store is Neo4j."
+            "a versioned artifact under --out, and write the embeddings back to Neo4j (node properties `embedding` "
+            "and `embedding_mips_<range>`, with vector indexes that rank as the model's dot product) when the "
+            "store is Neo4j."
         ),
     )
     p.add_argument(
@@ -140,7 +141,7 @@ def cmd_embed(args) -> int:
         verdict = "beats" if m["beats_popularity"] else "DOES NOT BEAT"
         print(f"  {verdict} popularity on validation (recall@20 {pop:.4f})")
     for label, n in report.written.items():
-        print(f"  wrote {n:,} {label} embeddings to Neo4j (vector index {label.lower()}_embedding)")
+        print(f"  wrote {n:,} {label} embeddings to Neo4j (vector indexes {label.lower()}_embedding_mips_*)")
     print(f"done in {report.seconds:.1f}s")
     return 0
 

@@ -177,20 +177,79 @@ ORDER BY weight DESC, tweet ASC LIMIT $limit
 }
 
 # -- embeddings (written back by the batch embedding job) ----------------------
+#
+# ``embedding`` is the model's vector. For search, each target also gets the vector augmented
+# for maximum inner product search (graph.mips), in one of MIPS_BUCKETS properties
+# ``embedding_mips_<b>`` by its norm range (norm-ranging: each range augmented with its own
+# largest norm), with a cosine index per property (``<label>_embedding_mips_<b>``). Within a
+# range the index's cosine ranks as the model's dot product; a query asks every range's index
+# (the model's vector with a 0 appended) and merges the candidates by their dot product,
+# computed here from ``embedding``. The plain ``<label>_embedding`` cosine index on the model's
+# vector ranks by angle, not as a dot-product model does; it is only created on request.
 
+MIPS_BUCKETS = 5
+MIPS_PROPERTIES = tuple(f"embedding_mips_{b}" for b in range(MIPS_BUCKETS))
+_REMOVE_MIPS = ", ".join(f"n.{p}" for p in MIPS_PROPERTIES)
+
+# r = [id, embedding, {embedding_mips_<b>: augmented}]; the other ranges' properties are removed
+# (a target whose norm range changed between model versions must leave its old index).
 SET_EMBEDDINGS = {
-    label: f"UNWIND $rows AS r MATCH (n:{label} {{id: r[0]}}) SET n.embedding = r[1], n.embedding_version = $version"
+    label: f"""UNWIND $rows AS r MATCH (n:{label} {{id: r[0]}})
+REMOVE {_REMOVE_MIPS}
+SET n.embedding = r[1], n.embedding_version = $version
+SET n += r[2]"""
     for label in ("User", "Tweet")
 }
+# Quantisation off: a quantised index (Neo4j >= 5.23's default) scores approximately, which
+# reorders close candidates; the HNSW graph's degree and build-time search list are parameters.
+_INDEX_OPTIONS = """OPTIONS {indexConfig: {`vector.dimensions`: $dims, `vector.similarity_function`: 'cosine',
+  `vector.quantization.enabled`: false, `vector.hnsw.m`: $m, `vector.hnsw.ef_construction`: $ef_construction}}"""
 CREATE_VECTOR_INDEX = {
-    label: f"""
-CREATE VECTOR INDEX {label.lower()}_embedding IF NOT EXISTS
-FOR (n:{label}) ON (n.embedding)
-OPTIONS {{indexConfig: {{`vector.dimensions`: $dims, `vector.similarity_function`: 'cosine'}}}}
-"""
+    label: [
+        f"CREATE VECTOR INDEX {label.lower()}_{prop} IF NOT EXISTS FOR (n:{label}) ON (n.{prop})\n{_INDEX_OPTIONS}"
+        for prop in MIPS_PROPERTIES
+    ]
     for label in ("User", "Tweet")
 }
-DROP_VECTOR_INDEX = {label: f"DROP INDEX {label.lower()}_embedding IF EXISTS" for label in ("User", "Tweet")}
+CREATE_PLAIN_VECTOR_INDEX = {
+    label: f"CREATE VECTOR INDEX {label.lower()}_embedding IF NOT EXISTS FOR (n:{label}) ON (n.embedding)\n{_INDEX_OPTIONS}"
+    for label in ("User", "Tweet")
+}
+DROP_VECTOR_INDEX = {
+    label: [
+        f"DROP INDEX {label.lower()}_{name} IF EXISTS"
+        for name in ("embedding", "embedding_mips", *MIPS_PROPERTIES)
+    ]
+    for label in ("User", "Tweet")
+}
+# The best $k targets for the model vector $model: each index in $indexes is searched with
+# $vector (for the augmented indexes: $model + [0]) and a search list of $ef, keeps its best
+# $per_index by the index's score, and the union is ranked by the dot product with $model.
+VECTOR_QUERY = """
+UNWIND $indexes AS index
+CALL (index) {
+  CALL db.index.vector.queryNodes(index, $ef, $vector) YIELD node, score
+  RETURN node ORDER BY score DESC LIMIT $per_index
+}
+WITH DISTINCT node
+WITH node, reduce(s = 0.0, i IN range(0, size($model) - 1) | s + $model[i] * node.embedding[i]) AS dot
+RETURN node.id AS id, dot AS score ORDER BY score DESC, id ASC LIMIT $k
+"""
+# From Cypher: the targets whose embeddings score highest against a user's stored embedding,
+# as the model scores them ($indexes: the label's ``*_embedding_mips_<b>`` indexes).
+VECTOR_QUERY_FOR_USER = """
+MATCH (u:User {id: $user}) WHERE u.embedding IS NOT NULL
+WITH u.embedding AS query
+UNWIND $indexes AS index
+CALL (index, query) {
+  CALL db.index.vector.queryNodes(index, $ef, query + [0.0]) YIELD node, score
+  RETURN node ORDER BY score DESC LIMIT $k
+}
+WITH DISTINCT query, node
+WITH node, reduce(s = 0.0, i IN range(0, size(query) - 1) | s + query[i] * node.embedding[i]) AS dot
+RETURN node.id AS id, dot AS score ORDER BY score DESC, id ASC LIMIT $k
+"""
+# One index's own answer, in its own order (benchmarks and tests measure the index itself).
 QUERY_VECTOR_INDEX = """
 CALL db.index.vector.queryNodes($index, $k, $vector) YIELD node, score
 RETURN node.id AS id, score

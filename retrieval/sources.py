@@ -547,18 +547,47 @@ class SimilarEngagersSource(Source):
 
 
 class EmbeddingSource(Source):
-    """Dot product of user embeddings with target embeddings (exact)."""
+    """Dot product of user embeddings with target embeddings.
+
+    Exact (``u @ T.T``) on catalogues below ``ann_min_targets`` targets; above it (``ann="auto"``,
+    the default, where hnswlib is installed) or always (``ann=True``), the candidates come from
+    an HNSW inner-product index (:class:`retrieval.ann.InnerProductIndex`, search list ``ann_ef``)
+    built at ``fit``: recall@20 >= 0.95 against the exact ranking (BENCHMARKS.md, "Vector
+    search"), with the candidates' exact dot products as scores. ``ann=False``: always exact.
+    ``scores`` is always exact (the reference). The index is built with ``ann_threads`` threads
+    (default: every core); with one it is the same for the same vectors, with more it may differ
+    by a few neighbours between fits.
+    """
 
     name = "embedding"
 
-    def __init__(self, user_vectors: np.ndarray, target_vectors: np.ndarray, task: str = TASK_TWEETS):
+    def __init__(
+        self,
+        user_vectors: np.ndarray,
+        target_vectors: np.ndarray,
+        task: str = TASK_TWEETS,
+        *,
+        ann: bool | str = "auto",
+        ann_min_targets: int | None = None,
+        ann_ef: int | None = None,
+        ann_threads: int | None = None,
+    ):
         if user_vectors.shape[1] != target_vectors.shape[1]:
             raise GraphRecError(
                 f"embedding dimensions differ: users {user_vectors.shape[1]}, targets {target_vectors.shape[1]}"
             )
+        if ann not in (True, False, "auto"):
+            raise GraphRecError(f"ann must be True, False or 'auto', got {ann!r}")
         self.u = np.ascontiguousarray(user_vectors, np.float32)
         self.t = np.ascontiguousarray(target_vectors, np.float32)
         self.task = check_task(task)
+        self.ann, self.ann_min_targets, self.ann_ef, self.ann_threads = (
+            ann,
+            ann_min_targets,
+            ann_ef,
+            ann_threads,
+        )
+        self.index = None
 
     def fit(self, snap: GraphSnapshot) -> EmbeddingSource:
         n_targets = snap.n_users if self.task == TASK_FOLLOWS else snap.n_tweets
@@ -567,7 +596,37 @@ class EmbeddingSource(Source):
                 f"embeddings do not match the snapshot: {len(self.u)} users / {len(self.t)} targets vs "
                 f"{snap.n_users} / {n_targets}; retrain them on this snapshot"
             )
+        self.index = None
+        if self._use_ann():
+            from retrieval.ann import HNSW_EF_SEARCH, InnerProductIndex
+
+            self.index = InnerProductIndex(self.t, ef=self.ann_ef or HNSW_EF_SEARCH, threads=self.ann_threads)
         return self
+
+    def _use_ann(self) -> bool:
+        from retrieval.ann import ANN_MIN_TARGETS, ann_available
+
+        if self.ann is True:
+            return True
+        threshold = ANN_MIN_TARGETS if self.ann_min_targets is None else self.ann_min_targets
+        if self.ann is False or len(self.t) < threshold:
+            return False
+        if not ann_available():
+            log.warning(
+                "%d targets: exact embedding search (install graphrec[ann] for the approximate index)",
+                len(self.t),
+            )
+            return False
+        return True
 
     def scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
         return self.u[users] @ self.t.T
+
+    def candidates(self, users: np.ndarray, k: int, exclude_rows: sp.csr_matrix | None = None) -> Candidates:
+        if getattr(self, "index", None) is None:
+            return super().candidates(users, k, exclude_rows)
+        users = np.asarray(users, np.int64)
+        # per user, enough neighbours that k remain once their excluded targets are dropped
+        extra = np.diff(exclude_rows.indptr) if exclude_rows is not None else 0
+        ids, vals = self.index.search(self.u[users], int(k) + extra)
+        return filter_lists(ids, vals, k, exclude_rows)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtualenv in .venv and install the project with its dev extra.
+# Create (or reuse) the project's virtualenv in .venv and install the project with its dev and ann
+# extras (the tests of the approximate index need hnswlib; they never skip).
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,4 +11,4 @@ fi
 # shellcheck disable=SC1091
 . "$ROOT/.venv/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q -e "$ROOT[dev]"
+python -m pip install -q -e "$ROOT[dev,ann]"
