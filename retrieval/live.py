@@ -340,7 +340,7 @@ class WalkView:
     def __init__(
         self,
         live: LiveGraph,
-        prepare: Callable[[GraphSnapshot], None],
+        prepare: Callable[[GraphSnapshot], object],
         forget: Callable[[GraphSnapshot], None],
         refresh_s: float = WALK_REFRESH_S,
     ):
@@ -349,7 +349,8 @@ class WalkView:
         self.live = live
         self.refresh_s = float(refresh_s)
         self._prepare, self._forget = prepare, forget
-        self.snap: GraphSnapshot | None = None  # the latest fold (None until the first)
+        # (the latest fold, what ``prepare`` built on it): swapped as one reference
+        self._state: tuple[GraphSnapshot | None, object] = (None, None)
         self._version: tuple[int, int, int] | None = None
         self.last_build_s = 0.0
         self.folds = 0
@@ -357,6 +358,15 @@ class WalkView:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._build_lock = threading.Lock()
+
+    @property
+    def snap(self) -> GraphSnapshot | None:
+        """The latest fold (None until the first)."""
+        return self._state[0]
+
+    def current(self) -> tuple[GraphSnapshot | None, object]:
+        """(the latest fold, what ``prepare`` built on it), read as one reference."""
+        return self._state
 
     def _live_version(self) -> tuple[int, int, int]:
         live = self.live
@@ -374,8 +384,9 @@ class WalkView:
             start = time.perf_counter()
             with serial_kernels():  # a serving worker is a fork: no threading layer in it
                 snap = fold(self.live)
-                self._prepare(snap)
-            old, self.snap, self._version = self.snap, snap, version
+                extra = self._prepare(snap)
+            old = self.snap
+            self._state, self._version = (snap, extra), version
             self.last_build_s = time.perf_counter() - start
             self.folds += 1
             self.fold_edges = version[2]

@@ -9,6 +9,7 @@ path :meth:`Recommender.rank` runs the same stages without per-request options: 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import pickle
@@ -48,6 +49,7 @@ from retrieval.sources import (
     EmbeddingSource,
     PopularitySource,
     SimilarUsersSource,
+    StaticSource,
     best_anchor,
 )
 from retrieval.walk_sources import WalkSource
@@ -314,7 +316,7 @@ class Recommender:
             user_vectors=vectors,
         )
         self._live_walks = self._walk_sources()
-        if not self._live_walks:
+        if not self._live_walks and not any(self._fold_sources(t) for t in self.sources):
             return
         self.overlay.walks = WalkView(
             live, self._prepare_walks, forget_walk_graphs, walk_refresh_s or WalkView.DEFAULT_REFRESH_S
@@ -343,10 +345,24 @@ class Recommender:
                 out[task] = walks
         return out
 
-    def _prepare_walks(self, snap: GraphSnapshot) -> None:
+    def _prepare_walks(self, snap: GraphSnapshot) -> dict:
+        """Everything the live stage reads on a fold: each walk's cached graphs, and per task
+        the fold's exclusions and the score-vector sources (popularity, recency) refitted on
+        it (a count over the edges: new tweets trend and new tweets are recent at once)."""
         for walks in self._live_walks.values():
             for src in walks.values():
                 src.prepare(snap)
+        statics = {}
+        for task, sources in self.sources.items():
+            fitted = {n: copy.copy(s).fit(snap) for n, s in sources.items() if isinstance(s, StaticSource)}
+            if fitted:
+                statics[task] = (exclusion_matrix(snap, task), fitted)
+        return statics
+
+    def _fold_sources(self, task: str) -> tuple[str, ...]:
+        """The sources of ``task`` the live stage reads on the fold instead of the snapshot."""
+        statics = [n for n, s in self.sources.get(task, {}).items() if isinstance(s, StaticSource)]
+        return (*self._live_walks.get(task, ()), *statics)
 
     def apply_events(self, cols) -> dict[str, int]:
         """Add events (:class:`graph.ingest.GraphColumns`) to the live graph, starting one if
@@ -487,15 +503,17 @@ class Recommender:
         users = np.array([idx])
         # The walks step over live edges on the latest fold, when there is one (one reference
         # read once: a fold swapped in mid-call is used by the next call).
-        walk_snap = overlay.walks.snap if overlay is not None and overlay.walks is not None else None
-        walked = tuple(self._live_walks.get(task, ())) if walk_snap is not None else ()
+        fold_state = overlay.walks.current() if overlay is not None and overlay.walks is not None else None
+        if fold_state is not None and fold_state[0] is None:
+            fold_state = None
+        walked = self._fold_sources(task) if fold_state is not None else ()
         if idx < self.snap.n_users:
             fused, parts = self.fused_lists(task, users, skip=walked)
         else:  # a user born since the snapshot: only the live stage knows them
             fused, parts = sp.csr_matrix((1, n_targets(self.snap, task)), dtype=np.float32), {}
         fresh = None
         if overlay is not None:
-            fused, parts, fresh = self._with_live(task, idx, fused, parts, walk_snap)
+            fused, parts, fresh = self._with_live(task, idx, fused, parts, fold_state)
         if not request.is_empty and fused.nnz:
             fused.data[~request.keep(fused.indices)] = 0.0
             fused.eliminate_zeros()
@@ -609,27 +627,36 @@ class Recommender:
         )
         return (fused + extra).tocsr()
 
-    def _with_live(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, walk_snap=None):
-        """Fusion with the live stage: the walk sources' lists walked on ``walk_snap`` (the walk
-        view's fold, when there is one), the user's live history dropped from every list, and the
+    def _with_live(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, fold_state=None):
+        """Fusion with the live stage: the walk and score-vector sources' lists on the walk
+        view's fold (``fold_state``, when there is one), the user's live history dropped from every list, and the
         candidates through live edges as one more normalised, weighted list (``live``), weighted
         as the task's strongest source. Returns the fused row, the parts and the live history."""
         overlay = self.overlay
         with overlay.live.lock:  # one consistent view of the live graph for the whole stage
-            return self._with_live_locked(task, idx, fused, parts, walk_snap)
+            return self._with_live_locked(task, idx, fused, parts, fold_state)
 
-    def _walked_on_fold(self, task: str, idx: int, walk_snap: GraphSnapshot, width: int) -> dict:
-        """Each weighted walk source's list for live user ``idx`` walked on the fold, in live
-        indices, normalised and weighted like :meth:`fused_lists`' parts."""
+    def _walked_on_fold(self, task: str, idx: int, fold_state, width: int) -> dict:
+        """Each weighted walk and score-vector source's list for live user ``idx`` on the fold
+        (``fold_state``: the fold and what :meth:`_prepare_walks` built on it), in live indices,
+        normalised and weighted like :meth:`fused_lists`' parts."""
         view, weights = self.overlay.walks, self.config.weights(task)
+        walk_snap, statics = fold_state
         q = view.to_fold(walk_snap, idx)
         if q < 0:  # the user was born after this fold
             return {}
+        lists = {
+            name: src.candidates_on(walk_snap, np.array([q]), self.config.depth)
+            for name, src in self._live_walks.get(task, {}).items()
+            if weights.get(name)
+        }
+        if statics and task in statics:
+            exclude, fitted = statics[task]
+            for name, src in fitted.items():
+                if weights.get(name):
+                    lists[name] = src.candidates(np.array([q]), self.config.depth, exclude[[q]])
         out = {}
-        for name, src in self._live_walks.get(task, {}).items():
-            if not weights.get(name):
-                continue
-            ids, vals = src.candidates_on(walk_snap, np.array([q]), self.config.depth)
+        for name, (ids, vals) in lists.items():
             ids = view.from_fold(walk_snap, task, ids[0])[None, :]
             out[name] = normalised_lists(ids, vals, width, self.config.fusion) * float(weights[name])
         return out
@@ -651,13 +678,13 @@ class Recommender:
             out[name] = normalised_lists(ids, vals, width, self.config.fusion) * float(weights[name])
         return out
 
-    def _with_live_locked(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, walk_snap):
+    def _with_live_locked(self, task: str, idx: int, fused: sp.csr_matrix, parts: dict, fold_state):
         overlay = self.overlay
         fresh = overlay.exclusions(task, idx)
         width = overlay.n_targets(task)
         fused = fused.copy()
         fused.resize((1, width))
-        extra = self._walked_on_fold(task, idx, walk_snap, width) if walk_snap is not None else {}
+        extra = self._walked_on_fold(task, idx, fold_state, width) if fold_state is not None else {}
         if idx >= self.snap.n_users:
             extra.update(self._folded_in(task, idx, width))
         for part in extra.values():

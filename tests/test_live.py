@@ -331,7 +331,7 @@ def _walk_lists(rec, task: str, users_ext) -> dict:
     width = rec.overlay.n_targets(task)
     for uid in users_ext:
         idx = rec.overlay.user_index(uid)
-        parts = rec._walked_on_fold(task, idx, rec.overlay.walks.snap, width)
+        parts = rec._walked_on_fold(task, idx, rec.overlay.walks.current(), width)
         for name, m in parts.items():
             row = m.tocsr()[0]
             ext = rec.overlay.external_ids(task, row.indices)
@@ -348,11 +348,12 @@ def test_walks_step_over_live_edges_as_on_a_fresh_snapshot_of_every_event(graph)
     assert rec.refresh_walks() and not rec.refresh_walks()  # nothing new: no second fold
     fresh = Recommender(fold(rec.live))  # what a compaction would serve, walked on its snapshot
     fresh.attach_live(LiveGraph(fresh.snap))
-    fresh.overlay.walks.snap = fresh.snap
+    fresh.overlay.walks._state = (fresh.snap, fresh._prepare_walks(fresh.snap))
     users = [int(u) for u in rec.snap.user_ids[:: max(1, rec.snap.n_users // 12)]]
     for task in ("follows", "tweets"):
         live, batch = _walk_lists(rec, task, users), _walk_lists(fresh, task, users)
-        assert set(live) == set(batch) and live  # pixie / ppr / salsa all walked
+        assert set(live) == set(batch) and live  # pixie / ppr / salsa walked, popular / recent refitted
+        assert {"popular"} <= set(live)
         assert live == batch
     # the answers use them: walk sources in the served contributions, history still left out
     uid = users[1]
@@ -457,3 +458,29 @@ def test_the_walk_view_folds_with_serial_kernels_only(graph, monkeypatch):
     monkeypatch.setattr(TwinKernel, "pick", spy)
     assert rec.refresh_walks()
     assert picked and all(picked)  # the Pixie alias tables among them: serial in a worker
+
+
+def test_a_tweet_that_trends_since_the_snapshot_is_popular_after_the_next_fold(rec):
+    snap = rec.snap
+    rec.attach_live(LiveGraph(snap))
+    new_tweet, author = 10**12 + 5, int(snap.user_ids[0])
+    fans = [int(u) for u in snap.user_ids[1:120]]  # more engagements than any snapshot tweet has
+    newest = int(np.asarray(snap.tweet_created).max())
+    rec.apply_events(
+        _columns(
+            tweet_ids=[new_tweet],
+            tweet_authors=[author],
+            tweet_created=[newest + 60],
+            eng_user=fans,
+            eng_tweet=[new_tweet] * len(fans),
+            eng_ts=[newest + 120] * len(fans),
+        )
+    )
+    outsider = int(snap.user_ids[-1])
+    before = {r.id: r for r in rec.tweet_candidates(outsider, 10_000)}
+    assert new_tweet not in before or "popular" not in before[new_tweet].sources
+    rec.refresh_walks()
+    after = {r.id: r for r in rec.tweet_candidates(outsider, 10_000)}
+    assert "popular" in after[new_tweet].sources and "recent" in after[new_tweet].sources
+    mine = {r.id for r in rec.tweet_candidates(fans[0], 10_000)}
+    assert new_tweet not in mine  # the fold's history: engaged just now, never proposed
