@@ -425,10 +425,6 @@ class LiveGraph:
             self.engagements, user, tweet, kind, np.asarray(cols.eng_ts, np.int64), w, base
         )
 
-    def filled_base_tweets(self) -> np.ndarray:
-        """Dense indices of snapshot tweets whose author or time an event filled in."""
-        return np.array(sorted(set(self.base_author) | set(self.base_created)), np.int64)
-
     def _pad_new_tweets(self) -> None:
         """A tweet first seen through an engagement: author and time unknown until its tweet event."""
         while len(self.new_tweet_author) < len(self.tweets) - len(self.tweets.base):
@@ -468,28 +464,27 @@ class LiveGraph:
 
     def tweet_author(self, dense: np.ndarray) -> np.ndarray:
         """Dense author index of tweets (base or new; -1 unknown)."""
-        dense = np.asarray(dense, np.int64)
-        n = self.snap.n_tweets
-        base = np.asarray(self.snap.tweet_author)
-        new = np.asarray(self.new_tweet_author, np.int64)
-        out = np.where(
-            dense < n,
-            base[np.minimum(dense, max(n - 1, 0))],
-            new[np.maximum(dense - n, 0)] if len(new) else -1,
-        ).astype(np.int64)
-        return _filled(out, dense, self.base_author)
+        return self._tweet_field(dense, self.snap.tweet_author, self.new_tweet_author, self.base_author, -1)
 
     def tweet_created(self, dense: np.ndarray) -> np.ndarray:
+        """Creation time of tweets (base or new; 0 unknown)."""
+        return self._tweet_field(dense, self.snap.tweet_created, self.new_tweet_created, self.base_created, 0)
+
+    def _tweet_field(self, dense, base, new, fills: dict[int, int], unknown: int) -> np.ndarray:
+        """A per-tweet field: the snapshot's (with the live fill-ins) or a new tweet's."""
         dense = np.asarray(dense, np.int64)
         n = self.snap.n_tweets
-        base = np.asarray(self.snap.tweet_created)
-        new = np.asarray(self.new_tweet_created, np.int64)
+        base, new = np.asarray(base), np.asarray(new, np.int64)
         out = np.where(
             dense < n,
             base[np.minimum(dense, max(n - 1, 0))],
-            new[np.maximum(dense - n, 0)] if len(new) else 0,
+            new[np.maximum(dense - n, 0)] if len(new) else unknown,
         ).astype(np.int64)
-        return _filled(out, dense, self.base_created)
+        if fills and len(dense):
+            hit = np.isin(dense, np.fromiter(fills, np.int64, len(fills)))
+            if hit.any():
+                out[hit] = [fills[int(t)] for t in dense[hit].tolist()]
+        return out
 
     def new_tweets_by(self, authors: np.ndarray) -> np.ndarray:
         """Dense indices of the tweets born after the snapshot whose author is in ``authors``."""
@@ -497,15 +492,13 @@ class LiveGraph:
 
     def columns(self) -> GraphColumns:
         """Everything live as external-id columns (what a compaction folds into a snapshot): new
-        users, the tweets born since the snapshot and the snapshot's tweets whose author or time
-        arrived since, follows and engagements."""
+        users, the tweets born since the snapshot, follows and engagements (the snapshot tweets'
+        filled-in authors and times are :meth:`tweet_author` / :meth:`tweet_created`)."""
         with self.lock:
             fs, fd, _, fts, _ = self.follows.all_edges()
             eu, et, ek, ets, ew = self.engagements.all_edges()
             n_t = self.snap.n_tweets
-            tweets = np.concatenate(
-                [self.filled_base_tweets(), np.arange(n_t, len(self.tweets), dtype=np.int64)]
-            )
+            tweets = np.arange(n_t, len(self.tweets), dtype=np.int64)
             authors = self.tweet_author(tweets)
             return GraphColumns(
                 users=self.users.external(np.arange(self.snap.n_users, len(self.users))),
@@ -539,16 +532,6 @@ class LiveSink:
         if self.live is None:
             self.live = LiveGraph(self.snap)
         return self.live.add(cols)
-
-
-def _filled(values: np.ndarray, dense: np.ndarray, fills: dict[int, int]) -> np.ndarray:
-    """``values`` of tweets ``dense`` with the live fill-ins of snapshot tweets applied."""
-    if fills and len(dense):
-        keys = np.fromiter(fills, np.int64, len(fills))
-        hit = np.isin(dense, keys)
-        if hit.any():
-            values[hit] = [fills[int(t)] for t in dense[hit].tolist()]
-    return values
 
 
 def fold(live: LiveGraph) -> GraphSnapshot:

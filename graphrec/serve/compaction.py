@@ -108,7 +108,7 @@ class Compactor:
             cmd += ["--from", str(previous)]
         log.info("compaction %d: %s", self._gen, " ".join(cmd[2:]))
         self._out, self._started = out, time.monotonic()
-        self._proc = subprocess.Popen(cmd, preexec_fn=lambda: os.nice(self.nice) and None)
+        self._proc = subprocess.Popen(cmd, preexec_fn=lambda: os.nice(self.nice))
 
     def prune(self, serving: ModelPaths) -> None:
         """Drop compaction outputs older than the last ``KEEP`` (never the one served)."""
