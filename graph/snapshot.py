@@ -401,20 +401,27 @@ def _load_array(path: Path, dtype: np.dtype, mmap: bool) -> np.ndarray:
 def _swap_into_place(tmp: Path, directory: Path) -> None:
     """Rename the finished ``tmp`` to ``directory``; an existing one is moved aside first and
     removed after, so readers see the old snapshot or the new one, never a mix."""
-    for _ in range(10):
+    import errno
+    import random
+    import time
+
+    for attempt in range(50):
         try:
             tmp.rename(directory)
             return
-        except OSError:
-            if not directory.exists():
+        except OSError as exc:
+            # ENOTEMPTY/EEXIST: a snapshot is there (it may be gone again by now, moved aside
+            # by another writer between our rename and this line: then simply retry).
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            old.rmdir()
-            try:
-                directory.rename(old)
-            except FileNotFoundError:  # another writer moved it first: try again
-                continue
-            _rmtree(old)
+        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        old.rmdir()
+        try:
+            directory.rename(old)
+        except FileNotFoundError:  # another writer moved it first: try again
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # back off so writers interleave
+            continue
+        _rmtree(old)
     raise SnapshotError(f"{directory}: could not replace it (other writers kept replacing it)")
 
 
