@@ -88,9 +88,9 @@ class ItemKNNMethod(ScoringMethod):
     def __init__(
         self,
         *,
-        k_neighbors: int = 50,
+        k_neighbors: int = 400,
         shrink: float = 10.0,
-        alpha: float = 0.5,
+        alpha: float = 0.7,
         weighting: str = "binary",
         block: int = 2048,
         seed: int = 0,
@@ -214,9 +214,9 @@ class ALSMethod(_ImplicitMethod):
     def __init__(
         self,
         *,
-        factors: int = 256,
+        factors: int = 128,
         regularization: float = 10.0,
-        alpha: float = 20.0,
+        alpha: float = 50.0,
         iterations: int = 15,
         weighting: str = "binary",
         num_threads: int = 2,
@@ -261,8 +261,8 @@ class BPRMethod(_ImplicitMethod):
         self,
         *,
         factors: int = 128,
-        learning_rate: float = 0.01,
-        regularization: float = 0.001,
+        learning_rate: float = 0.005,
+        regularization: float = 0.01,
         iterations: int = 300,
         num_threads: int = 2,
         seed: int = 0,
@@ -309,7 +309,7 @@ class CommonNeighborsMethod(ScoringMethod):
     tasks = (TASK_FOLLOWS,)
     param_grid = {"mode": ["out", "undirected"]}
 
-    def __init__(self, *, mode: str = "out", seed: int = 0):
+    def __init__(self, *, mode: str = "undirected", seed: int = 0):
         _neighbour_matrix(sp.csr_matrix((1, 1)), mode)
         super().__init__(mode=mode, seed=seed)
 
@@ -359,7 +359,7 @@ class PPRNetworkxMethod:
     def __init__(
         self,
         *,
-        damping: float = 0.85,
+        damping: float = 0.5,
         tol: float = 1e-6,
         max_iter: int = 100,
         max_nodes: int = 20_000,

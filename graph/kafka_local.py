@@ -102,6 +102,20 @@ def provision(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(_provision(LAUNCHER, cache_dir)["dir"])
 
 
+def _check_port_free(port: int) -> None:
+    """Fail before starting a JVM when a port asked for is taken: under load the broker can die
+    of a timeout before it reports the bind error, so its log is not a reliable witness."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise StreamUnavailableError(
+                f"cannot start Kafka on 127.0.0.1:{port}: the port is in use ({exc.strerror}); "
+                "pick another port or leave it out to get a free one"
+            ) from None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -232,6 +246,8 @@ class LocalKafka:
         heap = _check_size("heap", heap)
         if port is not None and not (0 < int(port) < 65536):
             raise InputError(f"port={port!r}: expected 1..65535")
+        if port is not None:
+            _check_port_free(int(port))
         if data_dir is None:
             self._owned_dir = Path(tempfile.mkdtemp(prefix="graphrec-kafka-"))
             data_dir = self._owned_dir

@@ -75,7 +75,7 @@ __all__ = [
 
 #: Personalized PageRank defaults (both modes), declared once: the candidate sources in
 #: ``retrieval.walk_sources`` and the reference twins take them from here.
-PPR_RESTART_PROB = 0.3
+PPR_RESTART_PROB = 0.15
 PPR_POWER_ITERATIONS = 30
 PPR_POWER_TOL = 1e-6
 
@@ -271,13 +271,13 @@ def pixie_walks(
     exclude=None,
     exclude2=None,
     n_steps: int = 100_000,
-    restart_prob: float = 0.7,
+    restart_prob: float = 0.5,
     followee_weight: float = 0.5,
     max_followees: int = 32,
     degree_c: float | None = None,
     n_p: int = 2_000,
     n_v: int = 4,
-    beta: float = 0.1,
+    beta: float = 0.0,
     seed: int = 0,
     n_walkers: int = 16,
     n_threads: int | None = None,
