@@ -291,7 +291,9 @@ class LocalKafka:
         config = str(self.data_dir / "server.properties")
         cmd = self._java(stamp, "256m", STORAGE_TOOL, "format", "--config", config)
         cmd[cmd.index("-XX:+UseG1GC")] = "-XX:+UseSerialGC"  # a short-lived tool: the smallest JVM
-        cmd += ["--cluster-id", _cluster_id(), "--ignore-formatted"]
+        # "--cluster-id=ID", not two arguments: an id can start with "-" (1 in 64), which the
+        # tool's argument parser would take for an option.
+        cmd += [f"--cluster-id={_cluster_id()}", "--ignore-formatted"]
         with open(self.log_path, "ab") as out:
             out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} formatting: {' '.join(cmd)}\n".encode())
             out.flush()

@@ -104,6 +104,27 @@ def test_a_taken_port_is_a_clear_start_failure(tmp_path):
     assert not broker.is_running() and not _brokers_in(tmp_path / "k")
 
 
+def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path, monkeypatch):
+    # 1 in 64 random ids start with "-"; passed as a separate argument the storage tool took it
+    # for an option and the start failed.
+    if _external_broker():
+        assert provision().is_dir()
+        return
+    import base64
+
+    import graph.kafka_local as kafka_local
+
+    dash_id = base64.urlsafe_b64encode(b"\xf8" + uuid.uuid4().bytes[1:]).rstrip(b"=").decode()
+    assert dash_id.startswith("-")
+    monkeypatch.setattr(kafka_local, "_cluster_id", lambda: dash_id)
+    broker = LocalKafka().start(data_dir=tmp_path / "k", heap="256m", timeout=120)
+    try:
+        meta = next((tmp_path / "k").rglob("meta.properties")).read_text()
+        assert f"cluster.id={dash_id}" in meta
+    finally:
+        broker.stop()
+
+
 def test_cli_start_status_stop_and_a_restart_keeps_the_data(tmp_path):
     if _external_broker():
         assert provision().is_dir()
