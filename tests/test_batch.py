@@ -135,3 +135,47 @@ def test_partitions_cover_the_users_in_order():
     parts = partitions(users, 25)
     assert [len(p) for p in parts] == [25, 25, 25, 25, 3]
     assert np.array_equal(np.concatenate(parts), users)
+
+
+def test_two_gloo_ranks_train_what_one_process_trains(tmp_path, ray_local):
+    """Data-parallel LightGCN (gnn/distributed.py through graphrec/dist_train.py): two gloo ranks
+    share each global batch between them (the loss of every epoch is the one-process loss: a
+    positive missed or counted twice would move it by far more than the tolerance), take the
+    same steps (the vectors agree to float rounding) and keep identical replicas (checked by
+    train_distributed). The negative pool is every target, so no draw differs between the runs."""
+    from gnn.job import train_embeddings
+    from graphrec.dist_train import train_distributed
+
+    snap = generate(150, avg_follows=6, avg_engagements=8, seed=5).snapshot()
+    snap.save(tmp_path / "snap")
+    params = dict(
+        loss="softmax",
+        n_negatives=50_000,  # >> the targets: the pool holds all of them
+        cosine=True,
+        init="random",
+        lr=0.05,
+        epochs=5,
+        batch_size=256,  # several steps an epoch
+        dim=16,
+        refit_epochs=1,
+        val_users=40,
+        patience=10,
+    )
+    one = train_embeddings(snap, progress=False, **params)
+    two = train_distributed(tmp_path / "snap", workers=2, params=params)
+    loss_one = [h["loss"] for h in one.metrics["history"]]
+    loss_two = [h["loss"] for h in two.metrics["history"]]
+    assert len(loss_one) == len(loss_two) == 5
+    np.testing.assert_allclose(loss_two, loss_one, rtol=1e-3)
+    assert one.metrics["best_epoch"] == two.metrics["best_epoch"] > 0  # training improved on the start
+    assert abs(two.metrics["val_recall@20"] - one.metrics["val_recall@20"]) < 0.01
+    np.testing.assert_allclose(two.user_vectors, one.user_vectors, atol=1e-4)
+    np.testing.assert_allclose(two.tweet_vectors, one.tweet_vectors, atol=1e-4)
+
+
+def test_data_parallel_needs_a_sampled_loss(tmp_path, ray_local):
+    from graphrec.dist_train import train_distributed
+
+    generate(60, avg_follows=4, avg_engagements=4, seed=2).snapshot().save(tmp_path / "snap")
+    with pytest.raises(Exception, match="full_softmax"):
+        train_distributed(tmp_path / "snap", workers=2, params={"loss": "full_softmax", "epochs": 1})
