@@ -82,6 +82,9 @@ class BatchResult:
     setup_s: float
     run_s: float
     worker_setup_s: list[float] = field(default_factory=list)
+    #: per worker at the end: resident and private (unique) bytes; the rest of the resident set
+    #: is the shared, memory-mapped snapshot and model
+    worker_memory: list[dict] = field(default_factory=list)
 
     @property
     def users_per_s(self) -> float:
@@ -174,6 +177,13 @@ class PartitionWorker:
     def ready(self) -> tuple[float, str]:
         """(seconds the setup took, the snapshot id)."""
         return self.setup_s, self.rec.snap.snapshot_id
+
+    def memory(self) -> dict:
+        """This process's resident bytes and private (unique) bytes."""
+        import psutil
+
+        info = psutil.Process().memory_full_info()
+        return {"rss": int(info.rss), "uss": int(info.uss)}
 
     def _recommend(self, user: int) -> dict[str, list]:
         rec, out = self.rec, {}
@@ -382,7 +392,9 @@ def _run_ray(job, out, parts, workers, address, progress, t0) -> BatchResult:
             if todo:
                 index, users = todo.pop(0)
                 pending[actor.run.remote(index, users)] = (actor, len(users))
-        return _result(out, "ray", workers, parts, rows, snapshot_ids.pop(), t0, t1, [s for s, _ in ready])
+        result = _result(out, "ray", workers, parts, rows, snapshot_ids.pop(), t0, t1, [s for s, _ in ready])
+        result.worker_memory = ray.get([a.memory.remote() for a in actors])
+        return result
     finally:
         if started:
             ray.shutdown()

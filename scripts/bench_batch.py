@@ -25,6 +25,9 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray starts its workers at nice 15 (behind the driver and raylet); timed workers run at the
+# driver's priority instead, or they compete with every niced job on the machine.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import argparse  # noqa: E402
 import json  # noqa: E402

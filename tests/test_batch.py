@@ -84,21 +84,22 @@ def test_rows_are_the_served_recommendations(snap_dir, tmp_path):
     assert any(r["reason"] for r in follows)
 
 
-def test_cli_with_a_config_and_a_saved_model(snap_dir, tmp_path, ray_local):
-    """`graphrec batch recommend` on the running Ray (address auto-detected from this process),
-    with a tuned config; a fitted model gives the same rows."""
+def test_cli_with_a_config_and_a_saved_model(snap_dir, tmp_path):
+    """`graphrec batch recommend` with a tuned config (fitted once by the driver) and with that
+    fit saved by `graphrec fit`-style save: the same rows (one process each: the Ray engine is
+    the first test's)."""
     cfg = tmp_path / "cfg.json"
     RecommenderConfig(depth=40).save(cfg)
     users = tmp_path / "users.txt"
     ids = select_users(snap_dir, sample=30, seed=1)
     users.write_text("\n".join(map(str, ids.tolist())) + "\n")
     args = ["batch", "recommend", "--snapshot", str(snap_dir), "--config", str(cfg), "--users", str(users)]
-    args += ["--partition-size", "8", "--no-progress", "--workers", "2"]
+    args += ["--partition-size", "8", "--no-progress", "--engine", "local"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     Recommender.from_artifacts(snap_dir, config_path=cfg).save(tmp_path / "model")
     model_args = [a if a != str(cfg) else str(tmp_path / "model") for a in args]
     model_args[model_args.index("--config")] = "--model"
-    assert main([*model_args, "--out", str(tmp_path / "b"), "--engine", "local"]) == 0
+    assert main([*model_args, "--out", str(tmp_path / "b")]) == 0
     for task in K:
         a, b = read_output(tmp_path / "a", task), read_output(tmp_path / "b", task)
         assert a.num_rows == len(ids) * (20 if task == "follows" else 50)
@@ -171,11 +172,3 @@ def test_two_gloo_ranks_train_what_one_process_trains(tmp_path, ray_local):
     assert abs(two.metrics["val_recall@20"] - one.metrics["val_recall@20"]) < 0.01
     np.testing.assert_allclose(two.user_vectors, one.user_vectors, atol=1e-4)
     np.testing.assert_allclose(two.tweet_vectors, one.tweet_vectors, atol=1e-4)
-
-
-def test_data_parallel_needs_a_sampled_loss(tmp_path, ray_local):
-    from graphrec.dist_train import train_distributed
-
-    generate(60, avg_follows=4, avg_engagements=4, seed=2).snapshot().save(tmp_path / "snap")
-    with pytest.raises(Exception, match="full_softmax"):
-        train_distributed(tmp_path / "snap", workers=2, params={"loss": "full_softmax", "epochs": 1})
