@@ -82,9 +82,9 @@ class BatchResult:
     setup_s: float
     run_s: float
     worker_setup_s: list[float] = field(default_factory=list)
-    #: per worker at the end: resident and private (unique) bytes; the rest of the resident set
-    #: is the shared, memory-mapped snapshot and model
-    worker_memory: list[dict] = field(default_factory=list)
+    #: per worker at the end: resident and private (unique) bytes (the rest of the resident set
+    #: is the shared, memory-mapped snapshot and model) and CPU seconds spent on partitions
+    worker_stats: list[dict] = field(default_factory=list)
 
     @property
     def users_per_s(self) -> float:
@@ -173,17 +173,18 @@ class PartitionWorker:
             with single_threaded():
                 self._recommend(int(users[0]))
         self.setup_s = time.perf_counter() - t0
+        self.cpu_s = 0.0
 
     def ready(self) -> tuple[float, str]:
         """(seconds the setup took, the snapshot id)."""
         return self.setup_s, self.rec.snap.snapshot_id
 
-    def memory(self) -> dict:
-        """This process's resident bytes and private (unique) bytes."""
+    def stats(self) -> dict:
+        """This process's resident and private (unique) bytes, and its CPU seconds on partitions."""
         import psutil
 
         info = psutil.Process().memory_full_info()
-        return {"rss": int(info.rss), "uss": int(info.uss)}
+        return {"rss": int(info.rss), "uss": int(info.uss), "cpu_s": self.cpu_s}
 
     def _recommend(self, user: int) -> dict[str, list]:
         rec, out = self.rec, {}
@@ -200,6 +201,7 @@ class PartitionWorker:
         task writes the same bytes)."""
         import pyarrow as pa
 
+        c0 = time.process_time()
         cols = {task: {c: [] for c in COLUMNS} for task in self.job.k}
         with single_threaded():
             for user in np.asarray(user_ids, np.int64).tolist():
@@ -224,6 +226,7 @@ class PartitionWorker:
             )
             _write_parquet(table, self.out / task / f"part-{index:05d}.parquet")
             rows[task] = table.num_rows
+        self.cpu_s += time.process_time() - c0
         return rows
 
 
@@ -393,7 +396,7 @@ def _run_ray(job, out, parts, workers, address, progress, t0) -> BatchResult:
                 index, users = todo.pop(0)
                 pending[actor.run.remote(index, users)] = (actor, len(users))
         result = _result(out, "ray", workers, parts, rows, snapshot_ids.pop(), t0, t1, [s for s, _ in ready])
-        result.worker_memory = ray.get([a.memory.remote() for a in actors])
+        result.worker_stats = ray.get([a.stats.remote() for a in actors])
         return result
     finally:
         if started:

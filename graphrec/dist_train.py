@@ -108,7 +108,14 @@ def train_distributed(
 
 
 def time_to_quality(
-    *, n_users: int, ranks: list[int], epochs: int, seed: int = 0, dim: int = 64, quality: float = 0.98
+    *,
+    n_users: int,
+    ranks: list[int],
+    epochs: int,
+    seed: int = 0,
+    dim: int = 64,
+    quality: float = 0.98,
+    init: str = "spectral",
 ) -> dict:
     """Benchmark: LightGCN on a synthetic graph of ``n_users`` with each count in ``ranks`` (Ray
     actors, one thread each); for each, the training seconds (steps and validation) until the
@@ -121,7 +128,14 @@ def time_to_quality(
         snap = generate(n_users, seed=seed).snapshot()
         snap.save(Path(tmp) / "snap")
         relationships = snap.n_follows + snap.n_engagements
-        params = {"epochs": epochs, "dim": dim, "seed": seed, "refit_epochs": 0, "patience": epochs}
+        params = {
+            "epochs": epochs,
+            "dim": dim,
+            "seed": seed,
+            "refit_epochs": 0,
+            "patience": epochs,
+            "init": init,
+        }
         runs = []
         for n in ranks:
             t0 = time.perf_counter()

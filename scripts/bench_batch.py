@@ -82,10 +82,14 @@ def bench_batch(args) -> dict:
             load_before = _load_avg()
             res = run_batch(job, out, users, engine="ray", workers=w)
             run = {**res.to_dict(), "load_before": load_before, "load_after": _load_avg()}
+            cpu = sum(s["cpu_s"] for s in res.worker_stats)
+            run["cpu_ms_per_user"] = 1e3 * cpu / res.users
             runs.append(run)
             print(
                 f"{w} worker(s): {res.users:,} users in {res.run_s:.1f}s = {res.users_per_s:.1f} users/s "
-                f"(setup {res.setup_s:.1f}s; load {load_before} -> {run['load_after']})",
+                f"(setup {res.setup_s:.1f}s; {run['cpu_ms_per_user']:.1f} CPU ms per user; private MB per "
+                f"worker {[round(s['uss'] / 1e6) for s in res.worker_stats]}; load {load_before} -> "
+                f"{run['load_after']})",
                 flush=True,
             )
             tables[w] = {task: read_output(out, task) for task in job.k}
@@ -116,7 +120,12 @@ def bench_train(args) -> dict:
     from graphrec.dist_train import time_to_quality
 
     return time_to_quality(
-        n_users=args.train_users, ranks=args.workers, epochs=args.epochs, seed=args.seed, dim=args.dim
+        n_users=args.train_users,
+        ranks=args.workers,
+        epochs=args.epochs,
+        seed=args.seed,
+        dim=args.dim,
+        init=args.init,
     )
 
 
@@ -133,6 +142,11 @@ def main() -> None:
     p.add_argument("--train-users", type=int, default=20_000, help="synthetic users (train)")
     p.add_argument("--epochs", type=int, default=20, help="epochs per training run (train)")
     p.add_argument("--dim", type=int, default=64)
+    p.add_argument(
+        "--init",
+        default="random",
+        help="LightGCN init (train); random: the spectral warm start reaches the target at once",
+    )
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     t0 = time.time()
