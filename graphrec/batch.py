@@ -82,8 +82,8 @@ class BatchResult:
     setup_s: float
     run_s: float
     worker_setup_s: list[float] = field(default_factory=list)
-    #: per worker at the end: resident and private (unique) bytes (the rest of the resident set
-    #: is the shared, memory-mapped snapshot and model) and CPU seconds spent on partitions
+    #: per worker at the end: resident bytes (``anon``: its own heap, ``file``: the mapped
+    #: snapshot and model) and CPU seconds spent on partitions
     worker_stats: list[dict] = field(default_factory=list)
 
     @property
@@ -180,11 +180,19 @@ class PartitionWorker:
         return self.setup_s, self.rec.snap.snapshot_id
 
     def stats(self) -> dict:
-        """This process's resident and private (unique) bytes, and its CPU seconds on partitions."""
+        """This process's resident bytes, split (on Linux) into its own heap (``anon``) and the
+        mapped files (``file``: the snapshot and model, shared with every worker on the node
+        through the page cache), and its CPU seconds on partitions."""
         import psutil
 
-        info = psutil.Process().memory_full_info()
-        return {"rss": int(info.rss), "uss": int(info.uss), "cpu_s": self.cpu_s}
+        out = {"rss": int(psutil.Process().memory_info().rss), "cpu_s": self.cpu_s}
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    out[line[3:7].lower()] = int(line.split()[1]) * 1024
+        except OSError:  # not Linux: the total alone
+            pass
+        return out
 
     def _recommend(self, user: int) -> dict[str, list]:
         rec, out = self.rec, {}

@@ -87,8 +87,9 @@ def bench_batch(args) -> dict:
             runs.append(run)
             print(
                 f"{w} worker(s): {res.users:,} users in {res.run_s:.1f}s = {res.users_per_s:.1f} users/s "
-                f"(setup {res.setup_s:.1f}s; {run['cpu_ms_per_user']:.1f} CPU ms per user; private MB per "
-                f"worker {[round(s['uss'] / 1e6) for s in res.worker_stats]}; load {load_before} -> "
+                f"(setup {res.setup_s:.1f}s; {run['cpu_ms_per_user']:.1f} CPU ms per user; heap / mapped MB "
+                f"per worker {[(round(s.get('anon', 0) / 1e6), round(s.get('file', 0) / 1e6)) for s in res.worker_stats]}; "
+                f"load {load_before} -> "
                 f"{run['load_after']})",
                 flush=True,
             )
