@@ -283,7 +283,7 @@ def ray_module():
 def init_ray(address: str | None, workers: int | None) -> bool:
     """Connect to Ray: a local one-machine cluster with ``workers`` CPUs when ``address`` is None,
     else the cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``). Returns
-    whether this call started Ray (and should shut it down)."""
+    whether this call connected (and should shut down: a local Ray stops, a cluster stays)."""
     ray = ray_module()
     if ray.is_initialized():
         return False
@@ -295,8 +295,19 @@ def init_ray(address: str | None, workers: int | None) -> bool:
             log_to_driver=False,
             configure_logging=False,
         )
-    else:
+        return True
+    if address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (Ray Client's transport, only in ray[client])
+        except ImportError:
+            raise GraphRecError(
+                f"--engine-address {address}: Ray Client needs pip install 'ray[client]==2.60.0'; "
+                "or run the command on a node of the cluster with --engine-address auto"
+            ) from None
+    try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise GraphRecError(f"--engine-address {address}: cannot connect to a Ray cluster ({exc})") from None
     return True
 
 
