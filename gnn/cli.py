@@ -108,10 +108,13 @@ def add_embed_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_embed(args) -> int:
     import torch
 
+    from gnn import distributed
     from gnn.job import run_embed
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # under torchrun (WORLD_SIZE > 1): data-parallel over its ranks, gloo on CPU / NCCL on GPUs
+    distributed.init_from_env()
     params = dict(args.param)
     for key in ("epochs", "dim", "n_layers", "lr", "batch_size", "loss", "time_budget_s", "seed", "device"):
         value = getattr(args, key)
@@ -130,6 +133,8 @@ def cmd_embed(args) -> int:
         allow_below_popularity=args.allow_below_popularity,
     )
     m = report.metrics
+    if report.artifact is None:
+        return 0  # a data-parallel rank other than 0: rank 0 reports
     print(f"artifact {report.artifact} (snapshot {report.snapshot_id})")
     best = m.get("best_metric")
     if best is not None and best > float("-inf"):

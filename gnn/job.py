@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn import artifacts
+from gnn import artifacts, distributed
 from gnn.pipeline import Embeddings
 from graph.errors import GraphRecError, InputError
 from graph.snapshot import GraphSnapshot
@@ -33,7 +33,7 @@ class BelowPopularityError(GraphRecError):
 
 @dataclass
 class EmbedReport:
-    artifact: Path
+    artifact: Path | None  # None on the ranks other than 0 of a data-parallel run: rank 0 writes
     version: str
     snapshot_id: str
     metrics: dict
@@ -172,6 +172,8 @@ def run_embed(
         if init_from is not None:
             res.metrics["fine_tuned_from"] = str(init_from)
         _check_guard(res, allow_below_popularity)
+        if distributed.rank_and_size()[0] != 0:  # data-parallel: rank 0 holds the same model and writes it
+            return EmbedReport(None, "", snap.snapshot_id, res.metrics, {}, time.perf_counter() - t0)
         path = save_embeddings(res, snap, out, checkpoint=ckpt, snapshot_info=info)
         version = path.name
         written: dict[str, int] = {}

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from gnn import distributed
 from gnn.checkpoints import load_checkpoint, restore_generators, save_checkpoint
 from gnn.data import PairSet, merge_pairs, user_indptr
 from gnn.losses import full_softmax_loss, sampled_loss
@@ -335,8 +336,15 @@ class Trainer:
         if refit and task.use_full_graph is None:
             raise InputError("refit_epochs needs a task that can switch to the full graph (LightGCN)")
         seed_everything(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        rank, size = distributed.rank_and_size()
+        # Data-parallel: rank 0 draws as a single process does; the others draw their own negatives.
+        rng = np.random.default_rng(cfg.seed if rank == 0 else [cfg.seed, rank])
+        if size > 1 and cfg.loss == "full_softmax":
+            raise InputError(
+                "data-parallel training supports the sampled losses (softmax, bpr), not full_softmax"
+            )
         model = task.model.to(self.device)
+        distributed.broadcast_parameters(model)  # identical replicas, whatever each rank's init
         trainable = [p for p in model.parameters() if p.requires_grad]
         if cfg.decoupled_weight_decay > 0:
             opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.decoupled_weight_decay)
@@ -434,6 +442,8 @@ class Trainer:
         last = epoch + 1 == run.main_epochs
         reserve = run.refit * run.grow * float(np.mean(run.epoch_times))
         out_of_time = cfg.time_budget_s is not None and run.t_train + reserve >= cfg.time_budget_s
+        if distributed.active():  # every rank stops together, or one waits forever in a collective
+            out_of_time = distributed.all_reduce_sum(float(out_of_time)) > 0
         if task.val and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):
             self._evaluate(run, record)
         return record, out_of_time
@@ -447,7 +457,8 @@ class Trainer:
         run.t_train += time.perf_counter() - t1  # validation is part of the training cost
         record.update(metrics)
         record["seconds"] = round(run.t_train, 3)
-        metric = metrics[f"val_recall@{cfg.k}"]
+        # rank 0's metric decides for every rank (the replicas are identical; this makes sure)
+        metric = float(distributed.broadcast_array(np.array([metrics[f"val_recall@{cfg.k}"]]))[0])
         if metric > run.result.best_metric:
             run.result.best_metric, run.result.best_epoch, run.stale = metric, record["epoch"], 0
             run.best_state = _state_copy(run.task.model)
@@ -503,6 +514,8 @@ class Trainer:
                 run.on_eval({**record, "model": task.model})
 
     def _save(self, run: _Run) -> None:
+        if distributed.rank_and_size()[0] != 0:  # one writer: the ranks hold the same state
+            return
         task = run.task
         save_checkpoint(
             run.checkpoint,
@@ -525,14 +538,17 @@ class Trainer:
         sizes = [len(p) for p in task.train]
         which = np.repeat(np.arange(len(sizes)), sizes)
         row = np.concatenate([np.arange(s) for s in sizes])
-        perm = rng.permutation(len(which))
+        rank, size = distributed.rank_and_size()
+        perm = distributed.broadcast_array(rng.permutation(len(which)))  # rank 0's order everywhere
+        trainable = [p for p in task.model.parameters() if p.requires_grad] if size > 1 else []
         total_loss = 0.0
         for start in range(0, len(perm), cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
+            mine = idx[rank::size]  # this rank's share; the loss is still divided by len(idx)
             out = task.forward()
             emb = out.detach().requires_grad_()
             for i, (pairs, sampler) in enumerate(zip(task.train, samplers)):
-                sel = row[idx[which[idx] == i]]
+                sel = row[mine[which[mine] == i]]
                 ok = sampler.can_sample(pairs.users[sel])
                 sel = sel[ok]
                 for c in range(0, len(sel), cfg.chunk_size):
@@ -541,9 +557,10 @@ class Trainer:
                     loss.backward()
                     total_loss += float(loss.detach()) * len(idx)
             opt.zero_grad(set_to_none=True)
-            out.backward(emb.grad)
+            out.backward(emb.grad if emb.grad is not None else torch.zeros_like(emb))
+            distributed.all_reduce_gradients(trainable)
             opt.step()
-        return total_loss / max(len(perm), 1)
+        return distributed.all_reduce_sum(total_loss) / max(len(perm), 1)
 
     def _epoch_full(self, task: EmbeddingTask, opt, rng: np.random.Generator) -> float:
         """Softmax over every target: steps of whole users (about ``batch_size`` positives each);

@@ -1,5 +1,5 @@
 """The ``graphrec`` command line: ingest, snapshot, demo, recommend, fit, serve, tune, evaluate, embed,
-stream, produce.
+stream, produce, batch.
 
 Entry points talk (print results); libraries log. ``-v`` shows info logs.
 """
@@ -398,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     from graphrec.stream_cli import add_stream_parsers
 
     add_stream_parsers(sub)
+    from graphrec.batch_cli import add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtualenv in .venv and install the project with its dev and ann
-# extras (the tests of the approximate index need hnswlib; they never skip).
+# Create (or reuse) the project's virtualenv in .venv and install the project with its dev, ann and
+# dist extras (the tests of the approximate index need hnswlib, those of the batch jobs Ray and
+# pyarrow; they never skip).
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,4 +12,4 @@ fi
 # shellcheck disable=SC1091
 . "$ROOT/.venv/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q -e "$ROOT[dev,ann]"
+python -m pip install -q -e "$ROOT[dev,ann,dist]"
