@@ -33,22 +33,26 @@ from graph.synthetic import generate, users_for_edges  # noqa: E402
 # Inclusive: a sample counts under every marker that one of its frames contains. Only Java
 # threads are sampled (GC and JIT threads are not in jdk.ExecutionSample).
 MARKERS = {
-    "bolt: request decode / result encode": "org.neo4j.bolt",
+    "under Bolt workers (everything a request does)": "org.neo4j.bolt",
     "procedure bodies (graphrec plugin)": "io.graphrec.neo4j.plugin.",
+    "  node lookups and creates (KernelGraph.getOrCreate)": "KernelGraph.getOrCreate",
     "  kernel relationshipCreate": "Operations.relationshipCreate",
-    "  kernel set property (node/relationship)": "Operations.relationshipSetProperty",
-    "  kernel index seeks (node lookups)": "Operations.nodeIndexSeek",
+    "  kernel relationship property writes": (
+        "Operations.relationshipSetProperty",
+        "Operations.relationshipApplyChanges",
+    ),
+    "  stamping and the change-log entry (Writes.stampAndLog)": "Writes.stampAndLog",
     "commit (KernelTransactionImplementation.commit)": "KernelTransactionImplementation.commit",
     "  tx state -> records (TransactionRecordState)": "TransactionRecordState",
-    "    relationship creation, chain links (RelationshipModifier)": "RelationshipModifier",
-    "    relationship group records (RelationshipGroupGetter)": "RelationshipGroupGetter",
-    "    commit-time relationship locks (RelationshipLockHelper)": "RelationshipLockHelper",
+    "    relationship records, chain links (RelationshipModifier)": "RelationshipModifier",
+    "      commit-time node and group locks (RelationshipModifier.acquire*)": "RelationshipModifier.acquire",
+    "      relationship group records (RelationshipGroupGetter)": "RelationshipGroupGetter",
     "    property records (PropertyCreator)": "PropertyCreator",
-    "    index updates, extraction (IndexUpdates)": "IndexUpdates",
+    "  index updates, gathered and applied (*IndexUpdates*)": "IndexUpdates",
+    "    in the index applier (IndexTransactionApplier)": "IndexTransactionApplier",
     "  commands -> tx log bytes (LogCommandSerialization)": "LogCommandSerialization",
     "  tx log append / flush (TransactionLogWriter)": "TransactionLogWriter",
     "  store apply (NeoStoreTransactionApplier)": "NeoStoreTransactionApplier",
-    "  index apply (IndexingService / index appliers)": "IndexTransactionApplier",
     "  counts store": "CountsStoreTransactionApplier",
     "  degrees store (dense nodes)": "DegreeStoreTransactionApplier",
     "locks (ForsetiClient), anywhere": "ForsetiClient",
@@ -56,6 +60,10 @@ MARKERS = {
     "page cache (MuninnPageCursor), anywhere": "MuninnPageCursor",
     "kernel tx state (TxState), anywhere": "impl.api.state.TxState",
 }
+
+
+def _under(joined: str, marker: str | tuple[str, ...]) -> bool:
+    return any(m in joined for m in ((marker,) if isinstance(marker, str) else marker))
 
 
 def main() -> int:
@@ -133,7 +141,7 @@ def summarise(events: list, a: argparse.Namespace, header: str, extra: dict | No
             top[names[0]] += 1
         joined = " ".join(names)
         for label, marker in MARKERS.items():
-            if marker in joined:
+            if _under(joined, marker):
                 under[label] += 1
     n = len(events)
     print(f"{header}; {n} CPU samples")
