@@ -138,7 +138,13 @@ def _head_tail(cols: GraphColumns, f: float) -> tuple[GraphColumns, GraphColumns
 
 
 def bench_procedures(
-    cols: GraphColumns, uri: str, batch_size: int, writers: list[int], server_pid: int | None, cypher_snap
+    cols: GraphColumns,
+    uri: str,
+    batch_size: int,
+    writers: list[int],
+    server_pid: int | None,
+    cypher_snap,
+    warmup: bool = False,
 ) -> dict:
     """graphrec's procedures: ingest (99% + the last 1%), full export, incremental export."""
     rels = cols.n_relationships
@@ -151,6 +157,9 @@ def bench_procedures(
             print("graphrec procedures: not on this server, skipped")
             return {"procedures": None}
         store.ensure_schema()
+        if warmup:
+            # One untimed ingest first, so the timed ones do not pay for the server's JIT warm-up.
+            ingest(store, head, batch_size=batch_size, progress=False, writers=max(writers))
         for w in writers:
             store.clear()
             store.plugin.stats.clear()
@@ -223,7 +232,7 @@ def bench_procedures(
         result["proc_snapshot_equals_cypher"] = bool(snap.equals(cypher_snap))
         result["proc_incremental_merge_equals_full"] = bool(merged.equals(snap))
         print(
-            f"procedure snapshot identical to the Cypher path's: {result['proc_snapshot_equals_cypher']}; "
+            f"procedure snapshot identical to the reference (Cypher path's, or the local store's with --procedures-only): {result['proc_snapshot_equals_cypher']}; "
             f"base + incremental = full export: {result['proc_incremental_merge_equals_full']}"
         )
     return result
@@ -239,11 +248,22 @@ def bench_graph(
     writers: list[int],
     server_pid: int | None,
     proc_batch_size: int,
+    procedures_only: bool = False,
+    warmup: bool = False,
 ) -> dict:
     rels = cols.n_relationships
     rows = len(cols.users) + len(cols.tweet_ids) + len(cols.follow_src) + len(cols.eng_user)
     print(f"\n== {name}: {rels:,} relationships, {rows:,} rows")
     result: dict = {"graph": name, "relationships": rels}
+    if procedures_only:
+        # The procedure ingest, its exports, and the offline import as the machine's reference:
+        # the Cypher path's snapshot is replaced by the local store's (the same graph).
+        with LocalStore(workdir / f"{name}-local") as local:
+            ingest(local, cols, batch_size=batch_size, progress=False)
+            snap = export_snapshot(local, progress=False)
+        result.update(bench_procedures(cols, uri, proc_batch_size, writers, server_pid, snap, warmup))
+        bench_bulk(name, cols, workdir, result)
+        return result
 
     with Neo4jStore.connect(uri) as store:
         store.procedures = "cypher"  # the transactional Cypher path; the procedures come below
@@ -269,7 +289,7 @@ def bench_graph(
         result["neo4j_export_rels_per_s"] = rels / dt
         print(f"export Neo4j -> snapshot: {dt:.1f}s = {rels / dt:,.0f} rels/s")
 
-    result.update(bench_procedures(cols, uri, proc_batch_size, writers, server_pid, snap))
+    result.update(bench_procedures(cols, uri, proc_batch_size, writers, server_pid, snap, warmup))
 
     local_dir = workdir / f"{name}-local"
     with LocalStore(local_dir) as local:
@@ -286,17 +306,7 @@ def bench_graph(
     result["snapshots_identical"] = bool(local_snap.equals(snap))
     print(f"Neo4j and local snapshots identical: {result['snapshots_identical']}")
 
-    # Initial load the offline way: neo4j-admin import into a new home (server stopped), then
-    # one server start to create the constraints. Timed: CSV + import tool (JVM start included).
-    home = workdir / f"{name}-bulk-home"
-    bulk = bulk_import(cols, home, schema=False)
-    result["bulk_import_s"] = bulk["total_s"]
-    result["bulk_import_rels_per_s"] = rels / bulk["total_s"]
-    print(
-        f"bulk import (neo4j-admin, offline): {bulk['total_s']:.1f}s = {rels / bulk['total_s']:,.0f} rels/s "
-        f"(CSV {bulk['csv_s']:.1f}s, import tool {bulk['import_s']:.1f}s; "
-        f"{rels / bulk['total_s'] / result['naive_rels_per_s']:.0f}x naive)"
-    )
+    bench_bulk(name, cols, workdir, result)
 
     snap_dir = snap.save(workdir / f"{name}-snapshot")
     for mode in ("load", "mmap"):
@@ -310,6 +320,22 @@ def bench_graph(
     return result
 
 
+def bench_bulk(name: str, cols: GraphColumns, workdir: Path, result: dict) -> None:
+    """Initial load the offline way: neo4j-admin import into a new home (server stopped), then
+    one server start to create the constraints. Timed: CSV + import tool (JVM start included)."""
+    rels = cols.n_relationships
+    bulk = bulk_import(cols, workdir / f"{name}-bulk-home", schema=False)
+    result["bulk_import_s"] = bulk["total_s"]
+    result["bulk_import_rels_per_s"] = rels / bulk["total_s"]
+    result["bulk_import_tool_rels_per_s"] = rels / bulk["import_s"]
+    naive = result.get("naive_rels_per_s")
+    print(
+        f"bulk import (neo4j-admin, offline): {bulk['total_s']:.1f}s = {rels / bulk['total_s']:,.0f} rels/s "
+        f"(CSV {bulk['csv_s']:.1f}s, import tool {bulk['import_s']:.1f}s = {rels / bulk['import_s']:,.0f} rels/s"
+        + (f"; {rels / bulk['total_s'] / naive:.0f}x naive)" if naive else ")")
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default="../shared/datasets")
@@ -321,6 +347,17 @@ def main() -> int:
         "--writers", default="1,2", help="writer threads for the procedure ingest, comma-separated"
     )
     p.add_argument("--proc-batch-size", type=int, default=10_000, help="rows per procedure call")
+    p.add_argument(
+        "--procedures-only",
+        action="store_true",
+        help="only the procedure ingest and exports (checked against the local store's snapshot) "
+        "and the offline import; no naive, Cypher, local-store or snapshot-memory rows",
+    )
+    p.add_argument(
+        "--warmup",
+        action="store_true",
+        help="ingest once untimed before the timed procedure ingests (the server's JIT warm-up)",
+    )
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
 
@@ -350,6 +387,8 @@ def main() -> int:
                         writers,
                         pid,
                         args.proc_batch_size,
+                        args.procedures_only,
+                        args.warmup,
                     )
                 )
             if args.only in (None, "synthetic"):
@@ -366,6 +405,8 @@ def main() -> int:
                         writers,
                         pid,
                         args.proc_batch_size,
+                        args.procedures_only,
+                        args.warmup,
                     )
                 )
     finally:

@@ -2,6 +2,8 @@ package io.graphrec.neo4j.plugin;
 
 import java.util.Iterator;
 import java.util.concurrent.ThreadLocalRandom;
+import org.eclipse.collections.api.map.primitive.MutableIntObjectMap;
+import org.eclipse.collections.impl.map.mutable.primitive.IntObjectHashMap;
 import org.neo4j.exceptions.KernelException;
 import org.neo4j.graphdb.Direction;
 import org.neo4j.internal.kernel.api.CursorFactory;
@@ -200,9 +202,45 @@ final class KernelGraph implements AutoCloseable {
     final Columns.LongColumn newNodes = new Columns.LongColumn(), newRels = new Columns.LongColumn();
     final Columns.LongColumn createdAtSet = new Columns.LongColumn(), textSet = new Columns.LongColumn();
 
+    /**
+     * The properties of the relationships this call created, set at the end in one
+     * {@link org.neo4j.internal.kernel.api.Write#relationshipApplyChanges} call per relationship
+     * together with the stamp (one property-change pass per relationship instead of one per
+     * property): {@code relTs} (when {@code relShape} >= 1) and {@code relWeight} (when 2).
+     */
+    final Columns.LongColumn relTs = new Columns.LongColumn();
+
+    final Columns.FloatColumn relWeight = new Columns.FloatColumn();
+    private byte[] relShape = new byte[16];
+
+    private void addRel(long rel, int shape, long ts, float weight) {
+        if (newRels.size == relShape.length) {
+            relShape = java.util.Arrays.copyOf(relShape, relShape.length * 2);
+        }
+        relShape[newRels.size] = (byte) shape;
+        newRels.add(rel);
+        relTs.add(ts);
+        relWeight.add(weight);
+    }
+
+    /** A relationship without properties of its own (POSTED): it gets the stamp only. */
     long createRelationship(long from, int type, long to) throws KernelException {
         long rel = write.relationshipCreate(from, type, to);
-        newRels.add(rel);
+        addRel(rel, 0, 0, 0f);
+        return rel;
+    }
+
+    /** A relationship with {@code ts} (FOLLOWS). */
+    long createRelationship(long from, int type, long to, long ts) throws KernelException {
+        long rel = write.relationshipCreate(from, type, to);
+        addRel(rel, 1, ts, 0f);
+        return rel;
+    }
+
+    /** A relationship with {@code ts} and {@code weight} (engagements; a double, as Cypher stores a Python float). */
+    long createRelationship(long from, int type, long to, long ts, float weight) throws KernelException {
+        long rel = write.relationshipCreate(from, type, to);
+        addRel(rel, 2, ts, weight);
         return rel;
     }
 
@@ -216,8 +254,17 @@ final class KernelGraph implements AutoCloseable {
         for (int i = 0; i < newNodes.size; i++) {
             write.nodeSetProperty(newNodes.values[i], batchSeq, v);
         }
+        MutableIntObjectMap<Value> props = new IntObjectHashMap<>(4);
         for (int i = 0; i < newRels.size; i++) {
-            write.relationshipSetProperty(newRels.values[i], batchSeq, v);
+            props.clear();
+            props.put(batchSeq, v);
+            if (relShape[i] >= 1) {
+                props.put(ts, Values.longValue(relTs.values[i]));
+            }
+            if (relShape[i] == 2) {
+                props.put(weight, Values.doubleValue(relWeight.values[i]));
+            }
+            write.relationshipApplyChanges(newRels.values[i], props);
         }
         for (int i = 0; i < createdAtSet.size; i++) {
             write.nodeSetProperty(createdAtSet.values[i], createdAtSeq, v);

@@ -195,8 +195,7 @@ final class Writes {
                 int row = order[r];
                 long bRef = refs[di[row]];
                 if (targets.add(bRef)) {
-                    long rel = g.createRelationship(aRef, g.follows, bRef);
-                    g.write.relationshipSetProperty(rel, g.ts, Values.longValue(ts[row]));
+                    g.createRelationship(aRef, g.follows, bRef, ts[row]);
                     d.followSrc.add(src[row]);
                     d.followDst.add(dst[row]);
                     d.followTs.add(ts[row]);
@@ -286,9 +285,7 @@ final class Writes {
                 long tRef = trefs[ti[row]];
                 int kind = kinds[row];
                 if (keys.add((tRef << 3) | kind)) {
-                    long rel = g.createRelationship(uRef, types[kind], tRef);
-                    g.write.relationshipSetProperty(rel, g.ts, Values.longValue(ts[row]));
-                    g.write.relationshipSetProperty(rel, g.weight, Values.doubleValue(weights[row]));
+                    g.createRelationship(uRef, types[kind], tRef, ts[row], weights[row]);
                     d.engUser.add(users[row]);
                     d.engTweet.add(tweets[row]);
                     d.engKind.add(kinds[row]);
