@@ -89,7 +89,7 @@ class ItemKNNMethod(ScoringMethod):
         self,
         *,
         k_neighbors: int = 400,
-        shrink: float = 100.0,
+        shrink: float = 10.0,
         alpha: float = 0.7,
         weighting: str = "binary",
         block: int = 2048,
@@ -141,7 +141,7 @@ class UserKNNMethod(ScoringMethod):
     param_grid = {"k_neighbors": [50, 100, 200, 400], "shrink": [0.0, 10.0, 100.0]}
 
     def __init__(
-        self, *, k_neighbors: int = 200, shrink: float = 10.0, weighting: str = "binary", seed: int = 0
+        self, *, k_neighbors: int = 100, shrink: float = 10.0, weighting: str = "binary", seed: int = 0
     ):
         if k_neighbors < 1 or shrink < 0:
             raise InputError(f"need k_neighbors >= 1 and shrink >= 0, got {k_neighbors}, {shrink}")
@@ -216,7 +216,7 @@ class ALSMethod(_ImplicitMethod):
         *,
         factors: int = 128,
         regularization: float = 10.0,
-        alpha: float = 5.0,
+        alpha: float = 50.0,
         iterations: int = 15,
         weighting: str = "binary",
         num_threads: int = 2,

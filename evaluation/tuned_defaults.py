@@ -12,12 +12,8 @@ dataset). Only the parameters the tuning searched are considered. Two rules:
   the datasets. A per-parameter count would be misled by ties: lastfm's friendships are
   undirected, so its SALSA trials score "out" and "undirected" identically and its pick between
   them is a tie-break, while on flickr "out" halves recall;
-- **otherwise** (coordinate ascent tried different configurations per dataset, but every value
-  of each parameter on every dataset): per parameter, the value whose best trial is closest to
-  each dataset's best, averaged over the datasets (a value's profile); values tried on some
-  datasets only fall back to the most-picked value, a tie to the pick on the largest dataset
-  (:data:`DATASET_PRIORITY`). A count of picks alone would make ALS's confidence weight 50
-  (gowalla's pick) the default, which loses a quarter of recall on the synthetic graphs.
+- **otherwise** (coordinate ascent tried different configurations per dataset): each parameter's
+  most-picked value; a tie goes to the pick on the largest dataset (:data:`DATASET_PRIORITY`).
 
 ``scripts/pick_defaults.py`` prints the table; ``tests/test_tuned_defaults.py`` fails when a
 method's code default drifts from what its tuning picks.
@@ -123,27 +119,6 @@ def best_common_configuration(runs: list[dict]) -> dict | None:
     return json.loads(max(sorted(common), key=mean_relative))
 
 
-def best_profile_value(runs: list[dict], name: str) -> object | None:
-    """The value of ``name`` whose best trial, relative to each run's best, is highest on
-    average; None unless every run tried every value (and there are at least two runs)."""
-    if len(runs) < 2 or not all(r["trials"] for r in runs):
-        return None
-    per_run: list[dict[str, float]] = []
-    for r in runs:
-        best = max(max(r["trials"].values()), 1e-12)
-        by_value: dict[str, float] = {}
-        for config, recall in r["trials"].items():
-            cfg = json.loads(config)
-            if name in cfg:
-                key = json.dumps(cfg[name], sort_keys=True)
-                by_value[key] = max(by_value.get(key, 0.0), recall / best)
-        per_run.append(by_value)
-    values = set.intersection(*(set(v) for v in per_run))
-    if not values or any(set(v) != values for v in per_run):
-        return None
-    return json.loads(max(sorted(values), key=lambda v: sum(p[v] for p in per_run) / len(per_run)))
-
-
 def tuned_picks(results_dir: str | Path) -> dict[str, dict[str, dict]]:
     """method -> parameter -> {"pick", "rule", "votes": {value: [dataset/task, ...]}, "default"}."""
     table: dict[str, dict[str, dict]] = {}
@@ -163,14 +138,8 @@ def tuned_picks(results_dir: str | Path) -> dict[str, dict[str, dict]]:
                 if name in run["params"]:
                     key = json.dumps(run["params"][name])
                     by_value.setdefault(key, []).append(f"{run['dataset']}/{run['task']}")
-            profile = None if common is not None else best_profile_value(runs, name)
             if common is not None and name in common:
                 pick, rule = common[name], f"best mean relative validation recall over {len(runs)} datasets"
-            elif profile is not None:
-                pick, rule = (
-                    profile,
-                    f"best mean relative validation recall of the value over {len(runs)} datasets",
-                )
             else:
                 pick, rule = _pick(votes), "most picked"
             table.setdefault(method, {})[name] = {

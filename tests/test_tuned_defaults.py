@@ -45,29 +45,3 @@ def test_walk_methods_report_their_source_defaults():
     defaults = code_defaults("salsa")
     assert {"restart_prob", "n_hubs", "direction"} <= set(defaults)
     assert "k" not in defaults and "seed" not in defaults
-
-
-def test_trials_pick_the_value_that_is_close_to_best_everywhere(tmp_path):
-    # Two datasets, each tuning picks a different alpha: a count of picks is a tie. The trials
-    # show alpha 5 near the best on both while alpha 50 loses half of one dataset's recall.
-    def run(dataset, recalls):
-        trials = [
-            {"config": {"alpha": a, "factors": f}, "val": {"recall@20": r}} for (a, f), r in recalls.items()
-        ]
-        best = max(recalls, key=recalls.get)
-        rec = {
-            "dataset": dataset,
-            "task": "tweets",
-            "method": "als",
-            "tuned": True,
-            "split_label": f"{dataset}-tweets",
-            "params": {"alpha": best[0], "factors": best[1], "regularization": 10.0, "weighting": "binary"},
-            "tuning": {"trials": trials},
-        }
-        (tmp_path / f"{dataset}-tweets-als.json").write_text(json.dumps(rec))
-
-    # coordinate ascent: different factor counts tried per dataset, so no common full grid
-    run("gowalla", {(5.0, 512): 0.19, (50.0, 512): 0.20, (1.0, 512): 0.15, (50.0, 256): 0.18})
-    run("synthetic", {(5.0, 128): 0.29, (50.0, 128): 0.15, (1.0, 128): 0.30, (1.0, 64): 0.2})
-    row = tuned_picks(tmp_path)["als"]["alpha"]
-    assert row["pick"] == 5.0 and "relative" in row["rule"]
