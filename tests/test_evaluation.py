@@ -392,6 +392,7 @@ def test_registry_has_every_method_and_lazy_errors(monkeypatch):
         "ppr",
         "salsa",
         "fof",
+        "spectral",
         "lightgcn",
         "sage",
         "hybrid",
