@@ -6,7 +6,7 @@
   candidates are :meth:`~retrieval.recommender.Recommender.rank`, the served pipeline.
 * :class:`HybridMethod` (``--method hybrid``): the same recommender with its weights tuned
   on a validation carve of the training split first (``graphrec tune``).
-* :class:`SourceMethod` and its subclasses (``pixie``, ``ppr``, ``salsa``, ``fof``): one
+* :class:`SourceMethod` and its subclasses (``pixie``, ``ppr``, ``salsa``, ``fof``, ``spectral``): one
   catalogue source alone, through the source contract.
 """
 
@@ -21,7 +21,7 @@ from evaluation.scoring import check_k, check_users
 from graph.errors import InputError
 from graph.snapshot import GraphSnapshot
 from graph.tasks import check_task, exclusion_matrix
-from retrieval import walk_sources
+from retrieval import sources, walk_sources
 from retrieval.autotune import tune_config
 from retrieval.recommender import Recommender, RecommenderConfig
 
@@ -189,3 +189,12 @@ class FriendsOfFriendsMethod(SourceMethod):
 
     def _make_source(self, seed: int, params: dict):
         return walk_sources.FriendsOfFriendsSource(**params)  # deterministic: no seed
+
+
+class SpectralMethod(SourceMethod):
+    """The training-free spectral filter alone (:class:`retrieval.sources.SpectralSource`:
+    ``--param filter=bspm`` or ``chebycf``), the hybrid's strongest tweet source."""
+
+    name = "spectral"
+    tasks = ("tweets",)
+    source_cls = sources.SpectralSource

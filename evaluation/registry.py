@@ -29,6 +29,7 @@ METHODS: dict[str, str] = {
     "ppr": "evaluation.adapters:PPRMethod",
     "salsa": "evaluation.adapters:SalsaMethod",
     "fof": "evaluation.adapters:FriendsOfFriendsMethod",
+    "spectral": "evaluation.adapters:SpectralMethod",
     # embeddings (evaluation/embedding_methods.py)
     "lightgcn": "evaluation.embedding_methods:LightGCNMethod",
     "sage": "evaluation.embedding_methods:SageMethod",

@@ -14,12 +14,20 @@ from graph.snapshot import GraphSnapshot, build_snapshot
 from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, check_task, n_targets
 
 
-def holdout_per_user(owner: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask over rows: for each owner with d rows, floor(fraction*d + 0.5) random rows."""
+def holdout_per_user(
+    owner: np.ndarray, fraction: float, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Boolean mask over rows: for each owner with d rows, floor(fraction*d + 0.5) random rows.
+
+    ``weights`` (> 0, one per row): draw each owner's rows without replacement with probability
+    proportional to the weight (exponential race: the smallest ``Exp(1) / weight`` keys win);
+    None draws uniformly."""
     owner = np.asarray(owner, dtype=np.int64)
     if len(owner) == 0:
         return np.zeros(0, dtype=bool)
     key = rng.random(len(owner))
+    if weights is not None:
+        key = -np.log1p(-key) / np.asarray(weights, np.float64)
     order = np.lexsort((key, owner))
     sorted_owner = owner[order]
     starts = np.flatnonzero(np.r_[True, sorted_owner[1:] != sorted_owner[:-1]])
@@ -65,12 +73,15 @@ def is_symmetric(src: np.ndarray, dst: np.ndarray) -> bool:
 
 
 def carve_validation(
-    snap: GraphSnapshot, task: str, fraction: float = 0.2, seed: int = 0
+    snap: GraphSnapshot, task: str, fraction: float = 0.2, seed: int = 0, tilt: float = 0.0
 ) -> tuple[GraphSnapshot, sp.csr_matrix]:
     """Hold out ``fraction`` of each user's items: (snapshot without them, held-out users x targets).
 
     The rule of the evaluation protocols (``evaluation.splits``), applied to a training graph: every
     layer that tunes on held-out data (fusion weights, the recommender config) carves with this.
+    ``tilt`` > 0 draws each user's held-out items with probability proportional to the item's
+    popularity (engagements, or followers) to the power ``tilt``: a carve shifted towards the
+    popular head (directed edges only; friendships are always carved uniformly).
     """
     check_task(task)
     rng = np.random.default_rng(seed)
@@ -83,7 +94,11 @@ def carve_validation(
         # Friendships stored both ways: hold out both directions, or the reverse edge leaks the answer.
         held = holdout_undirected(owner, indices, fraction, rng)
     else:
-        held = holdout_per_user(owner, fraction, rng)
+        weights = None
+        if tilt:
+            pop = np.bincount(indices, minlength=n_targets(snap, task)).astype(np.float64)
+            weights = np.maximum(pop[indices], 1.0) ** tilt
+        held = holdout_per_user(owner, fraction, rng, weights)
     truth = sp.csr_matrix(
         (np.ones(int(held.sum()), np.float32), (owner[held], indices[held])),
         shape=(snap.n_users, n_targets(snap, task)),

@@ -112,7 +112,11 @@ def _ppr(snap: GraphSnapshot, ctx: BuildContext):
 CATALOGUE: dict[str, dict[str, SourceSpec]] = {
     TASK_TWEETS: {
         "spectral": SourceSpec(
-            lambda s, c: src.SpectralSource(seed=c.seed) if 0 < s.n_tweets <= SPECTRAL_MAX_TWEETS else None,
+            lambda s, c: (
+                src.SpectralSource(filter="chebycf", seed=c.seed)
+                if 0 < s.n_tweets <= SPECTRAL_MAX_TWEETS
+                else None
+            ),
             1.0,
             precompute="always",  # cheap per batch, slow per call
         ),

@@ -1,12 +1,16 @@
-"""Why the hybrid's tuned fusion trails its spectral source on gowalla: a diagnosis, not a benchmark.
+"""Does the fusion gate's validation choice carry over to the test split? A diagnosis, not a benchmark.
 
-Fits the spectral (BSPM) and co-engagement sources on gowalla's training split, prints the
-fused test recall@20 / NDCG@20 for a range of co-engagement weights, then the weight that the
-hybrid's validation tuning (``retrieval.tuning.coordinate_ascent``) picks on carves of 20% and
-10% of each user's training items, and the training popularity of test items against
-validation items. About 8 minutes on 2 cores.
+Fits every tunable source of the served recommender (``retrieval.catalogue``) on the test
+split's training graph and on validation carves of it (``graph.carve.carve_validation``: ``r<seed>``
+uniform, ``t<tilt>`` popularity-tilted), then, for each carve, runs the weight search
+(``retrieval.tuning.coordinate_ascent``) with the plain gate and with the shifted-view gate
+(plain and popularity-weighted recall), and prints the test recall@20 / NDCG@20 of what each
+picks against the single source that validation ranks first (paired difference, 95% interval).
+The test split is only scored, never used to choose. Also prints the mean training popularity
+of held-out items (carved graphs scaled back to the full graph's size).
 
-    python scripts/diagnose_gowalla_fusion.py --data-dir ../shared/datasets
+    python scripts/diagnose_gowalla_fusion.py --data-dir ../shared/datasets --dataset gowalla \\
+        --carves r0,t1 --test-users 10000
 """
 
 from __future__ import annotations
@@ -20,73 +24,89 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.metrics import hit_matrix, ndcg_at_k, recall_at_k  # noqa: E402
 from evaluation.splits import build_protocol  # noqa: E402
-from graph.ranking import top_k_csr  # noqa: E402
-from retrieval import sources as cs  # noqa: E402
-from retrieval.tuning import carve_validation, coordinate_ascent, exclusions, source_candidates  # noqa: E402
+from graph.carve import carve_validation  # noqa: E402
+from graph.ranking import hit_matrix, ndcg_at_k, top_k_csr  # noqa: E402
+from graph.tasks import exclusion_matrix  # noqa: E402
+from retrieval.autotune import _source_lists  # noqa: E402
+from retrieval.catalogue import source_names, tunable  # noqa: E402
+from retrieval.recommender import Recommender, RecommenderConfig  # noqa: E402
+from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user  # noqa: E402
 
-DEPTH = 300
-WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
+K = 20
 
 
-def recall_ndcg(fused, truth, k: int = 20) -> tuple[float, float]:
-    """Mean recall@k and NDCG@k (binary relevance) of fused candidate lists."""
-    ids, _ = top_k_csr(fused, k)
-    hits = hit_matrix(ids, truth)
-    n_rel = np.diff(truth.indptr)
-    return float(recall_at_k(hits, n_rel, k).mean()), float(ndcg_at_k(hits, n_rel, k).mean())
+def lists_for(snap, task: str, users: np.ndarray) -> dict:
+    names = [n for n in source_names(task) if tunable(task, n)]
+    rec = Recommender(
+        snap,
+        config=RecommenderConfig().with_weights(task, {n: 1.0 for n in names}),
+        tasks=[task],
+        serving=False,
+    )
+    return _source_lists(rec, task, users, 1024)
+
+
+def fuse(cands: dict, weights: dict):
+    total = None
+    for name, m in cands.items():
+        if weights.get(name):
+            total = m * weights[name] if total is None else total + m * weights[name]
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/datasets")
+    ap.add_argument("--dataset", default="gowalla")
+    ap.add_argument("--task", default="tweets")
+    ap.add_argument(
+        "--carves", default="r0,t1", help="r<seed> (uniform) or t<tilt> (popularity-tilted, seed 0)"
+    )
     ap.add_argument("--val-users", type=int, default=4000)
+    ap.add_argument("--test-users", type=int, default=0, help="seeded sample of test users (0: all)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    protocol = build_protocol("gowalla", "tweets", args.data_dir)
+    cold = "drop" if args.dataset == "lastfm" and args.task == "tweets" else "error"
+    protocol = build_protocol(args.dataset, args.task, args.data_dir, cold_users=cold)
     train, users, truth = protocol.test.train, protocol.test.users, protocol.test.truth
-    excl = exclusions(train, "tweets")
-    cands = {}
-    for name, src in (("spectral", cs.SpectralSource()), ("co_engagement", cs.CoEngagementSource())):
-        t1 = time.perf_counter()
-        src.fit(train)
-        cands[name] = source_candidates(src.scores, users, excl, DEPTH)
-        r, n = recall_ndcg(cands[name], truth)
-        print(
-            f"{name:14s} alone: test recall@20 {r:.4f} ndcg@20 {n:.4f} ({time.perf_counter() - t1:.0f}s)",
-            flush=True,
-        )
-    for w in WEIGHTS:
-        r, n = recall_ndcg(cands["spectral"] + w * cands["co_engagement"], truth)
-        print(f"co_engagement weight {w:<5}: test recall@20 {r:.4f} ndcg@20 {n:.4f}", flush=True)
-
-    pop = np.asarray(excl.sum(axis=0)).ravel()
-    test_pop = pop[truth.indices]
-    print(f"test items: mean training popularity {test_pop.mean():.1f}, median {np.median(test_pop):.0f}")
-    for share in (0.2, 0.1):
-        val_train, val_truth = carve_validation(train, "tweets", fraction=share, seed=0)
-        vpop = np.asarray(exclusions(val_train, "tweets").sum(axis=0)).ravel()[val_truth.indices] / (
-            1 - share
-        )
-        print(
-            f"validation carve {share:.0%}: item popularity (scaled back) mean {vpop.mean():.1f}, "
-            f"median {np.median(vpop):.0f}",
-            flush=True,
-        )
+    if args.test_users and len(users) > args.test_users:
+        pick = np.sort(np.random.default_rng(0).choice(len(users), args.test_users, replace=False))
+        users, truth = users[pick], truth[pick]
+    pop = np.diff(exclusion_matrix(train, args.task).tocsc().indptr)
+    print(
+        f"test: {len(users)} users, held-out items' mean training popularity {pop[truth.indices].mean():.1f}"
+    )
+    test = lists_for(train, args.task, users)
+    single = {name: recall_per_user(c, truth, K) for name, c in test.items()}
+    print("test recall@20 of each source alone:", {n: round(float(v.mean()), 4) for n, v in single.items()})
+    print(f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    for carve in args.carves.split(","):
+        seed, tilt = (int(carve[1:]), 0.0) if carve[0] == "r" else (0, float(carve[1:]))
+        val_train, val_truth = carve_validation(train, args.task, seed=seed, tilt=tilt)
         vu = np.flatnonzero(np.diff(val_truth.indptr) > 0)
-        vu = np.sort(np.random.default_rng(0).choice(vu, min(args.val_users, len(vu)), replace=False))
-        vexcl = exclusions(val_train, "tweets")
-        vc = {
-            name: source_candidates(cls().fit(val_train).scores, vu, vexcl, DEPTH)
-            for name, cls in (("spectral", cs.SpectralSource), ("co_engagement", cs.CoEngagementSource))
-        }
-        weights, fused, single = coordinate_ascent(vc, val_truth[vu], k=20)
+        vu = np.sort(np.random.default_rng(seed).choice(vu, min(args.val_users, len(vu)), replace=False))
+        excl = exclusion_matrix(val_train, args.task)
+        vpop = np.diff(excl.tocsc().indptr) * (pop.sum() / max(np.diff(excl.tocsc().indptr).sum(), 1))
         print(
-            f"  tuning picks {weights}: validation recall@20 {fused:.4f} "
-            f"(spectral alone {single['spectral']:.4f})",
-            flush=True,
+            f"carve {carve}: held-out items' mean training popularity (scaled) {vpop[val_truth.indices].mean():.1f}"
         )
+        val = lists_for(val_train, args.task, vu)
+        for gate, shift in (("plain", None), ("shifted view", popularity_weights(excl))):
+            weights, fused, val_single = coordinate_ascent(val, val_truth[vu], K, item_weights=shift)
+            weights = {n: w for n, w in weights.items() if w}
+            f = fuse(test, weights)
+            recall = recall_per_user(f, truth, K)
+            ids, _ = top_k_csr(f, K)
+            ndcg = ndcg_at_k(hit_matrix(ids, truth), np.diff(truth.indptr), K)
+            first = max(val_single, key=val_single.get)
+            diff = recall - single[first]
+            half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+            print(
+                f"  {gate:12s} picks {weights} (validation recall {fused:.4f}): test recall@20 "
+                f"{recall.mean():.4f} ndcg@20 {ndcg.mean():.4f}; minus {first} alone {diff.mean():+.4f} ± {half:.4f}",
+                flush=True,
+            )
     print(f"total {time.perf_counter() - t0:.0f}s")
 
 

@@ -91,6 +91,17 @@ def test_holdout_per_user_takes_a_rounded_fifth_of_each_user():
     assert np.array_equal(held, again) and not np.array_equal(held, other)
 
 
+def test_weighted_holdout_keeps_the_counts_and_leans_to_heavy_rows():
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(300), 20)
+    weights = np.tile(np.r_[np.full(5, 20.0), np.ones(15)], 300)  # 5 heavy rows of 20 per owner
+    uniform = holdout_per_user(owner, 0.2, np.random.default_rng(0))
+    tilted = holdout_per_user(owner, 0.2, rng, weights)
+    assert np.array_equal(np.bincount(owner[tilted]), np.bincount(owner[uniform]))  # 4 rows each
+    heavy = weights > 1
+    assert heavy[uniform].mean() < 0.35 < 0.8 < heavy[tilted].mean()
+
+
 def test_holdout_undirected_is_symmetric_and_isolates_nobody():
     g = nx.gnm_random_graph(200, 900, seed=1)
     src = np.array([a for a, b in g.edges] + [b for a, b in g.edges])
@@ -381,6 +392,7 @@ def test_registry_has_every_method_and_lazy_errors(monkeypatch):
         "ppr",
         "salsa",
         "fof",
+        "spectral",
         "lightgcn",
         "sage",
         "hybrid",

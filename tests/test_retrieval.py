@@ -430,3 +430,70 @@ def test_forked_worker_can_serve_every_default_source(tmp_path):
     from tests.test_walks import run_fork_script
 
     run_fork_script(tmp_path, "fork_recommender.py", RECOMMENDER_FORK_SCRIPT)
+
+
+def test_chebycf_filter_matches_a_dense_eigendecomposition_reference():
+    """ChebyCF by the sparse three-term recurrence equals the filter applied through a dense
+    eigendecomposition of L̃ = I - 2 R̃ᵀR̃ (plateau interpolant, ideal part, degree norms)."""
+    from retrieval.sources import SpectralSource, chebyshev_plateau_coefficients
+
+    rng = np.random.default_rng(0)
+    dense = (rng.random((60, 40)) < 0.15).astype(np.float32)
+    dense[:, 39] = 0  # an item nobody engaged with scores 0
+    r = sp.csr_matrix(dense)
+    got = SpectralSource(filter="chebycf", n_factors=5).fit_matrix(r).scores(np.arange(60))
+    dense = dense.astype(np.float64)
+    du, di = dense.sum(1), dense.sum(0)
+    r_norm = dense * np.where(du > 0, du, 1)[:, None] ** -0.5 * np.where(di > 0, di, 1) ** -0.5
+    lam, vec = np.linalg.eigh(np.eye(40) - 2 * r_norm.T @ r_norm)
+    coeffs = chebyshev_plateau_coefficients(8, 1.5)
+    response = np.polynomial.chebyshev.chebval(lam, coeffs)
+    pre = np.where(di > 0, np.where(di > 0, di, 1) ** -0.4, 0)
+    x = dense * pre
+    _, _, vt = np.linalg.svd(r_norm)
+    want = (x @ vec @ np.diag(response) @ vec.T + 0.2 * x @ vt[:5].T @ vt[:5]) * np.where(
+        di > 0, di, 0
+    ) ** 0.4
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.all(got[:, 39] == 0)
+    # the interpolant is the published low-pass shape: ~1 on the smoothest signals, ~0 on the roughest
+    ends = np.polynomial.chebyshev.chebval(np.array([-1.0, 0.0, 1.0]), coeffs)
+    np.testing.assert_allclose(ends, [1.0, 0.5, 0.0], atol=0.01)
+    with pytest.raises(GraphRecError, match="spectral filter"):
+        SpectralSource(filter="heat")
+
+
+def test_weighted_recall_and_the_shifted_view_gate():
+    """A secondary source that only finds light (unpopular) targets wins on plain recall but not
+    on popularity-weighted recall: the shifted view keeps it off; the plain gate takes it."""
+    from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user
+
+    truth = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 1]], np.float32))
+    fused = sp.csr_matrix(np.array([[0.9, 0.8, 0, 0], [0, 0, 0, 0.1], [0, 0, 0.5, 0.4]], np.float32))
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(recall_per_user(fused, truth, 2), [0.5, 0, 0.5])
+    np.testing.assert_allclose(recall_per_user(fused, truth, 2, w), [0.25, 0, 4 / 6])
+    np.testing.assert_allclose(popularity_weights(sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 0]]))), [2, 1, 1])
+
+    # Each user holds out one heavy target (weight 50) and two light ones (weight 1). "main" ranks
+    # a heavy decoy, then the heavy target; "side" finds both light targets for 40% of the users,
+    # and weighted high enough it pushes the heavy target out of the top 2.
+    n_users, n_items = 400, 60
+    item_weights = np.r_[np.full(10, 50.0), np.ones(50)]
+    rng = np.random.default_rng(0)
+    truth = np.zeros((n_users, n_items), np.float32)
+    main = np.zeros((n_users, n_items), np.float32)
+    side = np.zeros((n_users, n_items), np.float32)
+    for u in range(n_users):
+        heavy, decoy = rng.choice(10, 2, replace=False)
+        light = 10 + rng.choice(50, 2, replace=False)
+        truth[u, [heavy, *light]] = 1
+        main[u, decoy], main[u, heavy] = 1.0, 0.8
+        if u % 5 < 2:
+            side[u, light] = [1.0, 0.95]
+    cands = {"main": sp.csr_matrix(main), "side": sp.csr_matrix(side)}
+    truth = sp.csr_matrix(truth)
+    plain, _, single = coordinate_ascent(cands, truth, 2)
+    shifted, _, _ = coordinate_ascent(cands, truth, 2, item_weights=item_weights)
+    assert max(single, key=single.get) == "main"
+    assert plain["side"] > 0 and shifted == {"main": 1.0, "side": 0.0}
