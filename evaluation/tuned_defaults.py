@@ -130,14 +130,15 @@ def tuned_picks(results_dir: str | Path) -> dict[str, dict[str, dict]]:
             continue
         common = best_common_configuration(runs)
         for name in params:
-            votes = [(r["dataset"], r["params"][name]) for r in runs if name in r["params"]]
-            if not votes:
+            voting = [r for r in runs if name in r["params"]]
+            if not voting:
                 continue
+            votes = [(r["dataset"], r["params"][name]) for r in voting]
             by_value: dict[str, list[str]] = {}
-            for run in runs:
-                if name in run["params"]:
-                    key = json.dumps(run["params"][name])
-                    by_value.setdefault(key, []).append(f"{run['dataset']}/{run['task']}")
+            for run in voting:
+                by_value.setdefault(json.dumps(run["params"][name]), []).append(
+                    f"{run['dataset']}/{run['task']}"
+                )
             if common is not None and name in common:
                 pick, rule = common[name], f"best mean relative validation recall over {len(runs)} datasets"
             else:

@@ -374,30 +374,19 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            if args.only in (None, "flickr"):
-                cols = GraphColumns.from_dataset(load_dataset("flickr", args.data_dir))
+            graphs = {
+                "flickr": lambda: GraphColumns.from_dataset(load_dataset("flickr", args.data_dir)),
+                "synthetic-2M": lambda: GraphColumns.from_synthetic(
+                    generate(users_for_edges(args.synthetic_edges), seed=0, with_text=False)
+                ),
+            }
+            for name, columns in graphs.items():
+                if args.only not in (None, name.split("-")[0]):
+                    continue
                 results.append(
                     bench_graph(
-                        "flickr",
-                        cols,
-                        uri,
-                        args.batch_size,
-                        args.naive_rows,
-                        work,
-                        writers,
-                        pid,
-                        args.proc_batch_size,
-                        args.procedures_only,
-                        args.warmup,
-                    )
-                )
-            if args.only in (None, "synthetic"):
-                g = generate(users_for_edges(args.synthetic_edges), seed=0, with_text=False)
-                cols = GraphColumns.from_synthetic(g)
-                results.append(
-                    bench_graph(
-                        "synthetic-2M",
-                        cols,
+                        name,
+                        columns(),
                         uri,
                         args.batch_size,
                         args.naive_rows,
