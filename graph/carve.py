@@ -15,10 +15,16 @@ from graph.tasks import TASK_FOLLOWS, TASK_TWEETS, check_task, n_targets
 
 
 def holdout_per_user(
-    owner: np.ndarray, fraction: float, rng: np.random.Generator, weights: np.ndarray | None = None
+    owner: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+    count: int = 0,
 ) -> np.ndarray:
     """Boolean mask over rows: for each owner with d rows, floor(fraction*d + 0.5) random rows.
 
+    ``count`` > 0 replaces the fraction: exactly ``count`` random rows of every owner with more
+    than ``count`` rows (leave-``count``-out), none of the others.
     ``weights`` (> 0, one per row): draw each owner's rows without replacement with probability
     proportional to the weight (exponential race: the smallest ``Exp(1) / weight`` keys win);
     None draws uniformly."""
@@ -33,16 +39,22 @@ def holdout_per_user(
     starts = np.flatnonzero(np.r_[True, sorted_owner[1:] != sorted_owner[:-1]])
     counts = np.diff(np.r_[starts, len(owner)])
     rank = np.arange(len(owner)) - np.repeat(starts, counts)
-    n_hold = np.floor(fraction * counts + 0.5).astype(np.int64)
+    if count > 0:
+        n_hold = np.where(counts > count, count, 0).astype(np.int64)
+    else:
+        n_hold = np.floor(fraction * counts + 0.5).astype(np.int64)
     held = np.zeros(len(owner), dtype=bool)
     held[order] = rank < np.repeat(n_hold, counts)
     return held
 
 
 def holdout_undirected(
-    src: np.ndarray, dst: np.ndarray, fraction: float, rng: np.random.Generator
+    src: np.ndarray, dst: np.ndarray, fraction: float, rng: np.random.Generator, count: int = 0
 ) -> np.ndarray:
-    """Mask over directed rows of a symmetric edge list: held-out friendships, both directions."""
+    """Mask over directed rows of a symmetric edge list: held-out friendships, both directions.
+
+    Each friendship is owned by one of its two ends (a coin flip); ``fraction`` / ``count`` apply
+    per owner as in :func:`holdout_per_user`."""
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     n = int(max(src.max(initial=-1), dst.max(initial=-1))) + 1
@@ -51,7 +63,7 @@ def holdout_undirected(
     pairs = np.unique(pair_key[lo != hi])
     pu, pv = pairs // n, pairs % n
     owner = np.where(rng.random(len(pairs)) < 0.5, pu, pv)
-    held = holdout_per_user(owner, fraction, rng)
+    held = holdout_per_user(owner, fraction, rng, count=count)
     # nobody loses every friendship: restore the held-out ones of such users
     deg = np.bincount(np.r_[pu, pv], minlength=n)
     lost = np.bincount(np.r_[pu[held], pv[held]], minlength=n)
@@ -73,9 +85,17 @@ def is_symmetric(src: np.ndarray, dst: np.ndarray) -> bool:
 
 
 def carve_validation(
-    snap: GraphSnapshot, task: str, fraction: float = 0.2, seed: int = 0, tilt: float = 0.0
+    snap: GraphSnapshot,
+    task: str,
+    fraction: float = 0.2,
+    seed: int = 0,
+    tilt: float = 0.0,
+    leave_out: int = 0,
 ) -> tuple[GraphSnapshot, sp.csr_matrix]:
     """Hold out ``fraction`` of each user's items: (snapshot without them, held-out users x targets).
+
+    ``leave_out`` > 0 holds out exactly that many items of every user with more (leave-one-out
+    for 1) instead of a fraction: the carved graph keeps almost the whole graph's density.
 
     The rule of the evaluation protocols (``evaluation.splits``), applied to a training graph: every
     layer that tunes on held-out data (fusion weights, the recommender config) carves with this.
@@ -92,13 +112,13 @@ def carve_validation(
     owner = np.repeat(np.arange(snap.n_users), np.diff(indptr))
     if task == TASK_FOLLOWS and is_symmetric(owner, indices):
         # Friendships stored both ways: hold out both directions, or the reverse edge leaks the answer.
-        held = holdout_undirected(owner, indices, fraction, rng)
+        held = holdout_undirected(owner, indices, fraction, rng, count=leave_out)
     else:
         weights = None
         if tilt:
             pop = np.bincount(indices, minlength=n_targets(snap, task)).astype(np.float64)
             weights = np.maximum(pop[indices], 1.0) ** tilt
-        held = holdout_per_user(owner, fraction, rng, weights)
+        held = holdout_per_user(owner, fraction, rng, weights, count=leave_out)
     truth = sp.csr_matrix(
         (np.ones(int(held.sum()), np.float32), (owner[held], indices[held])),
         shape=(snap.n_users, n_targets(snap, task)),

@@ -4,7 +4,9 @@
 (:func:`graph.carve.carve_validation`), builds the :class:`~retrieval.recommender.Recommender`
 a user would get on the rest (same catalogue, same depth, same fusion normalisation), caches
 each source's normalised lists for a sample of validation users, and picks the weights that
-maximise recall@k on the held-out items (:func:`retrieval.tuning.coordinate_ascent`). The
+maximise recall@k on the held-out items (:func:`retrieval.tuning.coordinate_ascent`); every
+weight change must also pay on a second, leave-one-out carve (one held-out item per user,
+another seed), built the same way. The
 result is a :class:`~retrieval.recommender.RecommenderConfig`, saved as JSON by
 ``graphrec tune``.
 
@@ -33,7 +35,7 @@ from graph.snapshot import GraphSnapshot
 from graph.tasks import TASK_TWEETS, TASKS, check_task, exclusion_matrix
 from retrieval.catalogue import source_names, tunable
 from retrieval.recommender import Recommender, RecommenderConfig
-from retrieval.tuning import SHIFT_TILT, coordinate_ascent, popularity_weights
+from retrieval.tuning import SHIFT_TILT, Carve, coordinate_ascent, popularity_weights
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ def tune_config(
     batch_size: int = 1024,
     embedding_metrics: Mapping | None = None,
     shift_view: bool = True,
+    replicate: bool = True,
 ) -> tuple[RecommenderConfig, dict]:
     """Source weights for ``tasks`` tuned on a validation carve of ``snap``; returns (config, report).
 
@@ -59,7 +62,8 @@ def tune_config(
     recall@k, the number of validation users and the seconds spent.
 
     ``shift_view``: gate every weight change on the popularity-weighted view as well
-    (:mod:`retrieval.tuning`); False keeps the plain gate.
+    (:mod:`retrieval.tuning`); False keeps the plain gate. ``replicate``: every weight change
+    must also hold on a second, leave-one-out carve (seed ``seed + 1``; see the module docstring).
 
     ``embedding_metrics``: the ``metrics.json`` of the embedding artifact the recommender
     will serve (``Artifact.metrics``); see the module docstring.
@@ -76,39 +80,68 @@ def tune_config(
             report[task]["skipped"] = f"the snapshot has no {what}"
             continue
         t0 = time.perf_counter()
-        val_train, truth = carve_validation(snap, task, seed=seed)
-        users = np.flatnonzero(np.diff(truth.indptr) > 0)
-        if not len(users):
-            report[task]["skipped"] = "no user has enough items to hold some out"
-            continue
-        if len(users) > val_users:
-            users = np.sort(np.random.default_rng(seed).choice(users, val_users, replace=False))
         names = [n for n in (sources or source_names(task)) if tunable(task, n)]
-        trial = Recommender(
-            val_train,
-            config=config.with_weights(task, {n: 1.0 for n in names}),
-            tasks=[task],
-            serving=False,  # plain sources: only the validation users are scored
-        )
-        lists = _source_lists(trial, task, users, batch_size)
-        if not lists:
-            report[task]["skipped"] = "no source can be fed by this snapshot"
+        trial_config = config.with_weights(task, {n: 1.0 for n in names})
+        main = _carve(snap, task, trial_config, val_users, seed, batch_size, shift_view, {})
+        if main is None:
+            report[task]["skipped"] = "no user has enough items to hold some out, or no source can be fed"
             continue
-        # The shifted view: held-out targets weighted by their popularity on the carved graph.
-        shift = popularity_weights(exclusion_matrix(val_train, task)) if shift_view else None
-        tuned, fused, single = coordinate_ascent(lists, truth[users], k=k, item_weights=shift)
+        replicas = []
+        if replicate:
+            replica = _carve(
+                snap, task, trial_config, val_users, seed + 1, batch_size, shift_view, {"leave_out": 1}
+            )
+            if replica is not None:
+                replicas.append(replica)
+        tuned, fused, single = coordinate_ascent(
+            main.cands, main.truth, k=k, item_weights=main.item_weights, replicas=replicas
+        )
         kept = {n: w for n, w in config.weights(task).items() if not tunable(task, n)}
         config = config.with_weights(task, {**tuned, **kept})
         report[task] |= {
             "weights": tuned,
             f"val_recall@{k}": fused,
             f"single_source_val_recall@{k}": single,
-            "val_users": int(len(users)),
-            "gate": f"{'plain and popularity-weighted (tilt ' + str(SHIFT_TILT) + ')' if shift_view else 'plain'} recall, 2 standard errors",
+            "val_users": int(main.truth.shape[0]),
+            "replica_val_users": int(replicas[0].truth.shape[0]) if replicas else 0,
+            "gate": _gate_name(shift_view, bool(replicas)),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         log.info("tuned %s weights %s (validation recall@%d %.4f)", task, tuned, k, fused)
     return config, report
+
+
+def _carve(
+    snap: GraphSnapshot,
+    task: str,
+    config: RecommenderConfig,
+    val_users: int,
+    seed: int,
+    batch_size: int,
+    shift_view: bool,
+    carve_args: dict,
+) -> Carve | None:
+    """One validation carve of ``snap`` with every source's lists for a seeded sample of its
+    validation users; None when nobody has held-out items or no source can be fed."""
+    val_train, truth = carve_validation(snap, task, seed=seed, **carve_args)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    if not len(users):
+        return None
+    if len(users) > val_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, val_users, replace=False))
+    trial = Recommender(val_train, config=config, tasks=[task], serving=False)  # plain sources
+    lists = _source_lists(trial, task, users, batch_size)
+    if not lists:
+        return None
+    # The shifted view: held-out targets weighted by their popularity on the carved graph.
+    shift = popularity_weights(exclusion_matrix(val_train, task)) if shift_view else None
+    return Carve(lists, truth[users], shift)
+
+
+def _gate_name(shift_view: bool, replicated: bool) -> str:
+    views = "plain and popularity-weighted (tilt " + str(SHIFT_TILT) + ")" if shift_view else "plain"
+    carves = "a 20% carve and a leave-one-out carve" if replicated else "one 20% carve"
+    return f"{views} recall, 2 standard errors each, on {carves}"
 
 
 def _gate_embedding(

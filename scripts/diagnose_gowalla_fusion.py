@@ -31,7 +31,7 @@ from graph.tasks import exclusion_matrix  # noqa: E402
 from retrieval.autotune import _source_lists  # noqa: E402
 from retrieval.catalogue import source_names, tunable  # noqa: E402
 from retrieval.recommender import Recommender, RecommenderConfig  # noqa: E402
-from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user  # noqa: E402
+from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user  # noqa: E402  # noqa: E402
 
 K = 20
 
@@ -64,7 +64,7 @@ def main() -> None:
         "--carves",
         default="r0,t1",
         help="r<seed> (uniform) or t<tilt> (popularity-tilted, seed 0), each with an optional "
-        "@<fraction> held out per user (default 0.2), e.g. r0@0.05",
+        "@<fraction> held out per user (default 0.2) or @loo (one item per user), e.g. r0@0.05, r1@loo",
     )
     ap.add_argument("--val-users", type=int, default=4000)
     ap.add_argument("--test-users", type=int, default=0, help="seeded sample of test users (0: all)")
@@ -87,8 +87,10 @@ def main() -> None:
     for carve in args.carves.split(","):
         spec, _, frac = carve.partition("@")
         seed, tilt = (int(spec[1:]), 0.0) if spec[0] == "r" else (0, float(spec[1:]))
-        fraction = float(frac) if frac else 0.2
-        val_train, val_truth = carve_validation(train, args.task, fraction=fraction, seed=seed, tilt=tilt)
+        fraction = float(frac) if frac and frac != "loo" else 0.2
+        val_train, val_truth = carve_validation(
+            train, args.task, fraction=fraction, seed=seed, tilt=tilt, leave_out=int(frac == "loo")
+        )
         vu = np.flatnonzero(np.diff(val_truth.indptr) > 0)
         vu = np.sort(np.random.default_rng(seed).choice(vu, min(args.val_users, len(vu)), replace=False))
         excl = exclusion_matrix(val_train, args.task)

@@ -91,6 +91,14 @@ def test_holdout_per_user_takes_a_rounded_fifth_of_each_user():
     assert np.array_equal(held, again) and not np.array_equal(held, other)
 
 
+def test_leave_one_out_holds_out_one_row_of_every_owner_with_more():
+    owner = np.repeat(np.arange(6), [1, 2, 3, 5, 10, 40])
+    held = holdout_per_user(owner, 0.2, np.random.default_rng(0), count=1)
+    assert np.bincount(owner[held], minlength=6).tolist() == [0, 1, 1, 1, 1, 1]
+    two = holdout_per_user(owner, 0.2, np.random.default_rng(0), count=2)
+    assert np.bincount(owner[two], minlength=6).tolist() == [0, 0, 2, 2, 2, 2]
+
+
 def test_weighted_holdout_keeps_the_counts_and_leans_to_heavy_rows():
     rng = np.random.default_rng(0)
     owner = np.repeat(np.arange(300), 20)

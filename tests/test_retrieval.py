@@ -272,6 +272,7 @@ def test_tune_config_picks_weights_that_beat_every_single_source_on_validation(g
         rep = report[kind]
         assert any(w > 0 for w in rep["weights"].values())
         assert rep["val_recall@20"] >= max(rep["single_source_val_recall@20"].values())
+        assert rep["replica_val_users"] > 0 and "leave-one-out" in rep["gate"]
         assert {n: weights[n] for n in rep["weights"]} == rep["weights"]
     # the embedding weight is never tuned (embeddings saw the validation edges)
     assert config.tweet_weights["embedding"] == base.tweet_weights["embedding"]
@@ -497,3 +498,13 @@ def test_weighted_recall_and_the_shifted_view_gate():
     shifted, _, _ = coordinate_ascent(cands, truth, 2, item_weights=item_weights)
     assert max(single, key=single.get) == "main"
     assert plain["side"] > 0 and shifted == {"main": 1.0, "side": 0.0}
+
+    # A second carve where "side" finds nothing: the plain gate keeps it off too; a second carve
+    # like the first lets it in.
+    from retrieval.tuning import Carve
+
+    empty_side = {"main": cands["main"], "side": sp.csr_matrix(side.shape, dtype=np.float32)}
+    replicated, _, _ = coordinate_ascent(cands, truth, 2, replicas=[Carve(empty_side, truth)])
+    assert replicated == {"main": 1.0, "side": 0.0}
+    agreed, _, _ = coordinate_ascent(cands, truth, 2, replicas=[Carve(cands, truth)])
+    assert agreed == plain
