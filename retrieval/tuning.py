@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph.ranking import hit_matrix, recall_at_k, top_k_csr
+from retrieval.fusion import fuse
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,10 @@ class Carve:
         return [None] if self.item_weights is None else [None, np.asarray(self.item_weights, np.float64)]
 
     def recalls(self, weights: dict[str, float], k: int) -> list[np.ndarray]:
-        """Per-user recall@k of the fused lists under ``weights``, one array per view."""
-        total = None
-        for name, c in self.cands.items():
-            if weights.get(name):
-                total = c * weights[name] if total is None else total + c * weights[name]
-        return [recall_per_user(total, self.truth, k, w) for w in self.views()]
+        """Per-user recall@k of the fused lists under ``weights``, one array per view (a source
+        this carve has no lists for adds nothing)."""
+        fused, _ = fuse(self.cands, {n: w for n, w in weights.items() if n in self.cands})
+        return [recall_per_user(fused, self.truth, k, w) for w in self.views()]
 
 
 def coordinate_ascent(

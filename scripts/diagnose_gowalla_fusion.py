@@ -30,6 +30,7 @@ from graph.ranking import hit_matrix, ndcg_at_k, top_k_csr  # noqa: E402
 from graph.tasks import exclusion_matrix  # noqa: E402
 from retrieval.autotune import _source_lists  # noqa: E402
 from retrieval.catalogue import source_names, tunable  # noqa: E402
+from retrieval.fusion import fuse  # noqa: E402
 from retrieval.recommender import Recommender, RecommenderConfig  # noqa: E402
 from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user  # noqa: E402  # noqa: E402
 
@@ -45,14 +46,6 @@ def lists_for(snap, task: str, users: np.ndarray) -> dict:
         serving=False,
     )
     return _source_lists(rec, task, users, 1024)
-
-
-def fuse(cands: dict, weights: dict):
-    total = None
-    for name, m in cands.items():
-        if weights.get(name):
-            total = m * weights[name] if total is None else total + m * weights[name]
-    return total
 
 
 def main() -> None:
@@ -102,7 +95,7 @@ def main() -> None:
         for gate, shift in (("plain", None), ("shifted view", popularity_weights(excl))):
             weights, fused, val_single = coordinate_ascent(val, val_truth[vu], K, item_weights=shift)
             weights = {n: w for n, w in weights.items() if w}
-            f = fuse(test, weights)
+            f, _ = fuse(test, weights)
             recall = recall_per_user(f, truth, K)
             ids, _ = top_k_csr(f, K)
             ndcg = ndcg_at_k(hit_matrix(ids, truth), np.diff(truth.indptr), K)
