@@ -308,8 +308,9 @@ def _add_tune(sub) -> None:
         "tune",
         help="tune the recommender's source weights on validation data; write a config",
         description="Fit the recommender's sources on the graph minus 20% of a sample of users' items and "
-        "pick the fusion weights that recall those items best (gated coordinate ascent). Writes a JSON "
-        "config for `graphrec recommend --config` / `Recommender.load(config_path=...)`.",
+        "pick the fusion weights that recall those items best (gated coordinate ascent: a weight is kept "
+        "only if it also pays on a leave-one-out carve of another seed). Writes a JSON config for "
+        "`graphrec recommend --config` / `Recommender.load(config_path=...)`.",
     )
     p.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     p.add_argument("--snapshot", help="use this saved snapshot instead of exporting the store")
@@ -324,7 +325,12 @@ def _add_tune(sub) -> None:
     p.add_argument(
         "--val-users", type=int, default=2000, help="validation users sampled per task (default: %(default)s)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the validation carve; the second carve uses seed+1 (default: %(default)s)",
+    )
     p.add_argument(
         "--embeddings",
         help="the embedding artifact (`graphrec embed --out`) the recommender will serve: its source is "
