@@ -11,6 +11,13 @@ of held-out items (carved graphs scaled back to the full graph's size).
 
     python scripts/diagnose_gowalla_fusion.py --data-dir ../shared/datasets --dataset gowalla \\
         --carves r0,t1 --test-users 10000
+
+``--fixed`` scores fixed additions to one source instead (test and each carve; the table of
+BENCHMARKS.md's "the fusion gate on two carves"):
+
+    python scripts/diagnose_gowalla_fusion.py --data-dir ../shared/datasets --dataset gowalla \\
+        --carves r0,r1,r0@0.05,r1@0.05 --val-users 12000 --test-users 10000 \\
+        --fixed similar_users=0.2,similar_users=0.35,similar_users=0.5,pixie=0.2,pixie=0.5,co_engagement=0.2
 """
 
 from __future__ import annotations
@@ -48,6 +55,18 @@ def lists_for(snap, task: str, users: np.ndarray) -> dict:
     return _source_lists(rec, task, users, 1024)
 
 
+def print_gains(label: str, lists: dict, truth, base: str, additions: list) -> None:
+    """Paired recall@20 gain (and z = mean / standard error) of ``base`` + each weighted addition
+    over ``base`` alone, on the same users."""
+    alone = recall_per_user(lists[base], truth, K)
+    out = [f"{label}: {base} {alone.mean():.4f}"]
+    for name, w in additions:
+        fused, _ = fuse(lists, {base: 1.0, name: w})
+        d = recall_per_user(fused, truth, K) - alone
+        out.append(f"+{name}*{w}: {d.mean():+.4f} (z {d.mean() / (d.std(ddof=1) / np.sqrt(len(d))):+.1f})")
+    print("  ".join(out), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/datasets")
@@ -60,6 +79,13 @@ def main() -> None:
         "@<fraction> held out per user (default 0.2) or @loo (one item per user), e.g. r0@0.05, r1@loo",
     )
     ap.add_argument("--val-users", type=int, default=4000)
+    ap.add_argument(
+        "--fixed",
+        default="",
+        help="instead of the weight search, score fixed additions to --base on test and on every carve: "
+        "paired gain and z, e.g. similar_users=0.5,co_engagement=0.2",
+    )
+    ap.add_argument("--base", default="spectral", help="the source the --fixed additions are added to")
     ap.add_argument("--test-users", type=int, default=0, help="seeded sample of test users (0: all)")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -77,6 +103,9 @@ def main() -> None:
     single = {name: recall_per_user(c, truth, K) for name, c in test.items()}
     print("test recall@20 of each source alone:", {n: round(float(v.mean()), 4) for n, v in single.items()})
     print(f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    additions = [(n, float(w)) for n, _, w in (a.partition("=") for a in args.fixed.split(",") if a)]
+    if additions:
+        print_gains("test", test, truth, args.base, additions)
     for carve in args.carves.split(","):
         spec, _, frac = carve.partition("@")
         seed, tilt = (int(spec[1:]), 0.0) if spec[0] == "r" else (0, float(spec[1:]))
@@ -92,6 +121,9 @@ def main() -> None:
             f"carve {carve}: held-out items' mean training popularity (scaled) {vpop[val_truth.indices].mean():.1f}"
         )
         val = lists_for(val_train, args.task, vu)
+        if additions:
+            print_gains(f"carve {carve} ({len(vu)} users)", val, val_truth[vu], args.base, additions)
+            continue
         for gate, shift in (("plain", None), ("shifted view", popularity_weights(excl))):
             weights, fused, val_single = coordinate_ascent(val, val_truth[vu], K, item_weights=shift)
             weights = {n: w for n, w in weights.items() if w}
