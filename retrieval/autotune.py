@@ -82,13 +82,13 @@ def tune_config(
         t0 = time.perf_counter()
         names = [n for n in (sources or source_names(task)) if tunable(task, n)]
         trial_config = config.with_weights(task, {n: 1.0 for n in names})
-        main = _carve(snap, task, trial_config, val_users, seed, batch_size, shift_view, {})
+        main, why = _carve(snap, task, trial_config, val_users, seed, batch_size, shift_view, {})
         if main is None:
-            report[task]["skipped"] = "no user has enough items to hold some out, or no source can be fed"
+            report[task]["skipped"] = why
             continue
         replicas = []
         if replicate:
-            replica = _carve(
+            replica, _ = _carve(
                 snap, task, trial_config, val_users, seed + 1, batch_size, shift_view, {"leave_out": 1}
             )
             if replica is not None:
@@ -120,22 +120,22 @@ def _carve(
     batch_size: int,
     shift_view: bool,
     carve_args: dict,
-) -> Carve | None:
+) -> tuple[Carve | None, str]:
     """One validation carve of ``snap`` with every source's lists for a seeded sample of its
-    validation users; None when nobody has held-out items or no source can be fed."""
+    validation users; (None, why) when nobody has held-out items or no source can be fed."""
     val_train, truth = carve_validation(snap, task, seed=seed, **carve_args)
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
     if not len(users):
-        return None
+        return None, "no user has enough items to hold some out"
     if len(users) > val_users:
         users = np.sort(np.random.default_rng(seed).choice(users, val_users, replace=False))
     trial = Recommender(val_train, config=config, tasks=[task], serving=False)  # plain sources
     lists = _source_lists(trial, task, users, batch_size)
     if not lists:
-        return None
+        return None, "no source can be fed by this snapshot"
     # The shifted view: held-out targets weighted by their popularity on the carved graph.
     shift = popularity_weights(exclusion_matrix(val_train, task)) if shift_view else None
-    return Carve(lists, truth[users], shift)
+    return Carve(lists, truth[users], shift), ""
 
 
 def _gate_name(shift_view: bool, replicated: bool) -> str:
