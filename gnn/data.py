@@ -168,6 +168,7 @@ def joint_adjacency(
     *,
     follow_weight: float = 1.0,
     degree_reg: float | str = 0.0,
+    exponents: tuple[float, float] = (0.5, 0.5),
 ) -> sp.csr_matrix:
     """Symmetric-normalised adjacency ``D^-1/2 A D^-1/2`` of the joint user+tweet graph.
 
@@ -180,7 +181,12 @@ def joint_adjacency(
     the plain normalisation localise on heavy users and their private tails (each such star
     is nearly a component of its own, with an eigenvalue near 1), and the warm start then
     ranks those tail items first for everyone.
+
+    ``exponents`` ``(a, b)``: ``D^-a A D^-b`` instead (LightGCN++, Lee et al. RecSys 2024: a
+    receiving node is damped by its degree to the power ``a``, a sending one by ``b``); not
+    symmetric unless ``a == b``.
     """
+    a_exp, b_exp = (float(x) for x in exponents)
     n = n_users + n_tweets
     rows, cols, vals = [], [], []
     if engagements is not None and len(engagements):
@@ -202,8 +208,15 @@ def joint_adjacency(
         a = sp.csr_matrix((n, n), dtype=np.float32)
     deg = np.asarray(a.sum(axis=1)).ravel()
     tau = _degree_reg(degree_reg, deg)
-    inv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg + tau, 1e-12)), 0.0).astype(np.float32)
-    norm = sp.diags(inv) @ a @ sp.diags(inv)
+    safe = np.maximum(deg + tau, 1e-12)
+
+    def damping(exp: float) -> np.ndarray:
+        power = 1.0 / np.sqrt(safe) if exp == 0.5 else safe**-exp
+        return np.where(deg > 0, power, 0.0).astype(np.float32)
+
+    left = damping(a_exp)
+    right = left if b_exp == a_exp else damping(b_exp)
+    norm = sp.diags(left) @ a @ sp.diags(right)
     norm = norm.tocsr().astype(np.float32)
     norm.sort_indices()
     return norm

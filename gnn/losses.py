@@ -36,8 +36,14 @@ def sampled_loss(
     part: np.ndarray,
     denom: int,
     cfg: TrainConfig,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> torch.Tensor:
-    """The ``cfg.loss`` (``softmax`` or ``bpr``) of positives ``part`` (rows of ``pairs``)."""
+    """The ``cfg.loss`` (``softmax`` or ``bpr``) of positives ``part`` (rows of ``pairs``).
+
+    ``neighbors`` (bpr; :func:`gnn.item_neighbors.item_neighbors`): each positive's target's
+    nearest co-engaged targets and weights; they join as extra positives of the same user
+    against the same negatives, weighted by ``cfg.item_neighbor_weight`` (UltraGCN's
+    item-item constraint in pairwise form)."""
     dev = emb.device
     users = pairs.users[part]
     u = emb[torch.from_numpy(users).to(dev)]
@@ -58,8 +64,18 @@ def sampled_loss(
         m = cfg.bpr_negatives
         neg_t = bpr_negatives(emb, u, pairs, sampler, users, m, cfg.hard_negative_candidates)
         neg = emb[torch.from_numpy(neg_t + pairs.target_offset).to(dev)]  # (B, m, d)
-        diff = (u * pos).sum(dim=1, keepdim=True) - torch.einsum("bd,bmd->bm", u, neg)
+        neg_score = torch.einsum("bd,bmd->bm", u, neg)
+        diff = (u * pos).sum(dim=1, keepdim=True) - neg_score
         loss = -F.logsigmoid(diff).mean(dim=1).sum() / denom
+        if neighbors is not None and cfg.item_neighbor_weight > 0:
+            ids, weights = neighbors
+            t = pairs.targets[part]
+            nb = emb[torch.from_numpy(ids[t] + pairs.target_offset).to(dev)]  # (B, k, d)
+            nb_score = torch.einsum("bd,bkd->bk", u, nb)
+            nb_diff = nb_score[:, :, None] - neg_score[:, None, :]  # (B, k, m)
+            w = torch.from_numpy(weights[t]).to(dev)
+            nb_loss = -(w * F.logsigmoid(nb_diff).mean(dim=2)).sum() / denom
+            loss = loss + cfg.item_neighbor_weight * nb_loss
         neg = neg.reshape(-1, neg.shape[-1]) / m**0.5  # so neg.pow(2).sum() averages over m
     if cfg.weight_decay > 0:
         loss = loss + cfg.weight_decay * 0.5 * (u.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / denom

@@ -57,30 +57,57 @@ class Propagation:
     """
 
     def __init__(
-        self, adj: sp.csr_matrix, n_layers: int, device: torch.device | str = "cpu", *, reorder: bool = True
+        self,
+        adj: sp.csr_matrix,
+        n_layers: int,
+        device: torch.device | str = "cpu",
+        *,
+        reorder: bool = True,
+        layer0_weight: float | None = None,
+        normalize_inputs: bool = False,
     ):
         if adj.shape[0] != adj.shape[1]:
             raise InputError(f"adjacency must be square, got {adj.shape}")
         if n_layers < 0:
             raise InputError(f"n_layers must be >= 0, got {n_layers}")
+        if layer0_weight is not None and not 0.0 <= layer0_weight <= 1.0:
+            raise InputError(f"layer0_weight must be in [0, 1], got {layer0_weight}")
         self.n_layers = n_layers
         self.shape = adj.shape
+        self.normalize_inputs = bool(normalize_inputs)
+        adj = adj.tocsr()
+        self.symmetric = abs(adj - adj.T).max() <= 1e-6 if adj.nnz else True
         self.perm = self.inv = None
         if reorder and adj.shape[0] > 1 and adj.nnz:
             from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-            perm = reverse_cuthill_mckee(adj.tocsr(), symmetric_mode=True).astype(np.int64)
-            adj = adj.tocsr()[perm][:, perm].tocsr()
+            perm = reverse_cuthill_mckee(adj, symmetric_mode=True).astype(np.int64)
+            adj = adj[perm][:, perm].tocsr()
             self.perm = torch.from_numpy(perm).to(device)
             self.inv = torch.from_numpy(np.argsort(perm)).to(device)
         self.adj = csr_to_torch(adj, device)
-        self.weights = [1.0 / (n_layers + 1)] * (n_layers + 1)  # uniform layer combination, as the paper
+        # the backward of a layer multiplies by the transpose (the same matrix when symmetric)
+        self.adj_t = self.adj if self.symmetric else csr_to_torch(adj.T.tocsr(), device)
+        if layer0_weight is None or n_layers == 0:  # uniform layer combination, as the paper
+            self.weights = [1.0 / (n_layers + 1)] * (n_layers + 1)
+        else:  # LightGCN++'s gamma: the ego layer's share, the rest split evenly
+            self.weights = [float(layer0_weight)] + [(1.0 - layer0_weight) / n_layers] * n_layers
         from torch_geometric.nn import LGConv
 
         self.conv = LGConv(normalize=False)  # Â is normalised once, here, not per layer
 
+    @property
+    def self_adjoint(self) -> bool:
+        """True when ``P`` is linear and symmetric, so its backward is one more forward pass."""
+        return self.symmetric and not self.normalize_inputs
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return self._apply(x, lambda h: self.conv(h, self.adj))
+
+    def apply_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply` for autograd when ``P`` is not self-adjoint: each layer's backward is
+        one product with the cached transpose; the input normalisation is left to autograd."""
+        return self._apply(x, lambda h: _LayerProduct.apply(h, self))
 
     def apply_reference(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`apply` with ``torch.sparse.mm`` in place of PyG's layer (the reference)."""
@@ -92,17 +119,33 @@ class Propagation:
         out = x * self.weights[0]
         h = x
         for i in range(self.n_layers):
-            h = layer(h)
+            # LightGCN++: unit-length messages, so a node's pull does not grow with its norm
+            h = layer(torch.nn.functional.normalize(h, dim=1, eps=1e-12) if self.normalize_inputs else h)
             out = out + self.weights[i + 1] * h
         if self.inv is not None:
             out = out.index_select(0, self.inv)
         return out
 
     def to(self, device) -> Propagation:
+        same = self.adj_t is self.adj
         self.adj = self.adj.to(device)
+        self.adj_t = self.adj if same else self.adj_t.to(device)
         if self.perm is not None:
             self.perm, self.inv = self.perm.to(device), self.inv.to(device)
         return self
+
+
+class _LayerProduct(torch.autograd.Function):
+    """One layer ``y = Â x`` through PyG's ``LGConv``, with ``dL/dx = Â^T dL/dy`` on the cached transpose."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, prop: Propagation) -> torch.Tensor:  # type: ignore[override]
+        ctx.prop = prop
+        return prop.conv(x, prop.adj)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return ctx.prop.conv(grad.contiguous(), ctx.prop.adj_t), None
 
 
 class _Propagate(torch.autograd.Function):
@@ -169,6 +212,8 @@ class LightGCN(nn.Module):
         n_layers: int = 3,
         init: np.ndarray | None = None,
         seed: int = 0,
+        layer0_weight: float | None = None,
+        normalize_inputs: bool = False,
     ):
         super().__init__()
         n = n_users + n_tweets
@@ -187,7 +232,17 @@ class LightGCN(nn.Module):
                 raise InputError(f"init shape {init.shape} != ({n}, {dim})")
             weight = torch.from_numpy(np.ascontiguousarray(init, np.float32)).clone()
         self.embedding = nn.Parameter(weight)
-        self.prop = Propagation(adj, n_layers, weight.device)
+        self.layer0_weight, self.normalize_inputs = layer0_weight, bool(normalize_inputs)
+        self.prop = self._propagation(adj)
+
+    def _propagation(self, adj: sp.csr_matrix) -> Propagation:
+        return Propagation(
+            adj,
+            self.n_layers,
+            self.embedding.device,
+            layer0_weight=self.layer0_weight,
+            normalize_inputs=self.normalize_inputs,
+        )
 
     def config(self) -> dict:
         return {
@@ -195,10 +250,12 @@ class LightGCN(nn.Module):
             "n_tweets": self.n_tweets,
             "dim": self.dim,
             "n_layers": self.n_layers,
+            "layer0_weight": self.layer0_weight,
+            "normalize_inputs": self.normalize_inputs,
         }
 
     def set_adjacency(self, adj: sp.csr_matrix) -> None:
-        self.prop = Propagation(adj, self.n_layers, self.embedding.device)
+        self.prop = self._propagation(adj)
 
     def _apply(self, fn, *args, **kwargs):  # keep the cached adjacency on the parameters' device
         out = super()._apply(fn, *args, **kwargs)
@@ -206,7 +263,9 @@ class LightGCN(nn.Module):
         return out
 
     def forward(self) -> torch.Tensor:
-        return _Propagate.apply(self.embedding, self.prop)
+        if self.prop.self_adjoint:
+            return _Propagate.apply(self.embedding, self.prop)
+        return self.prop.apply_differentiable(self.embedding)
 
 
 # ---------------------------------------------------------------------------

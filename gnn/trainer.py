@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from gnn import distributed
 from gnn.checkpoints import load_checkpoint, restore_generators, save_checkpoint
 from gnn.data import PairSet, merge_pairs, user_indptr
+from gnn.item_neighbors import item_neighbors
 from gnn.losses import full_softmax_loss, sampled_loss
 from gnn.negatives import NegativeSampler
 from gnn.ranking import evaluate_embeddings
@@ -83,6 +84,11 @@ class TrainConfig:
     # sampling, Zhang et al. SIGIR 2013); 1 keeps uniform negatives. Hard negatives carry more
     # gradient per (costly) propagation than uniform ones, most of which the model already ranks low.
     hard_negative_candidates: int = 1
+    # bpr: UltraGCN's item-item constraint (Mao et al., CIKM 2021) in pairwise form: each
+    # positive's target's ``item_neighbors`` nearest co-engaged targets join as extra positives
+    # against the same negatives, their loss weighted by ``item_neighbor_weight`` (0: off).
+    item_neighbors: int = 10
+    item_neighbor_weight: float = 0.0
     # After the best epoch is restored: this many more epochs on training plus validation
     # positives, over the whole training graph (the carve is only needed to choose the epoch;
     # its edges are training data). Their cost is reserved inside ``time_budget_s``.
@@ -115,6 +121,7 @@ class TrainConfig:
             "n_negatives",
             "bpr_negatives",
             "hard_negative_candidates",
+            "item_neighbors",
             "eval_every",
             "k",
         ):
@@ -122,6 +129,10 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.weight_decay < 0 or self.decoupled_weight_decay < 0:
             raise InputError("weight_decay and decoupled_weight_decay must be >= 0")
+        if not self.item_neighbor_weight >= 0:
+            raise InputError(f"item_neighbor_weight must be >= 0, got {self.item_neighbor_weight}")
+        if self.item_neighbor_weight > 0 and self.loss != "bpr":
+            raise InputError("item_neighbor_weight > 0 needs loss 'bpr'")
         if int(self.refit_epochs) < 0:
             raise InputError(f"refit_epochs must be >= 0, got {self.refit_epochs}")
         if not self.lr > 0:
@@ -238,6 +249,16 @@ class Trainer:
             setattr(cfg, key, value)
         self.config = cfg.validate()
         self.device = resolve_device(cfg.device)
+        self._neighbors: dict[int, tuple] = {}  # id(pairs) -> (pairs, item_neighbors(pairs))
+
+    def _item_neighbors(self, pairs: PairSet) -> tuple[np.ndarray, np.ndarray] | None:
+        """The item-item constraint's neighbour table of ``pairs``, built once per pair set."""
+        if self.config.item_neighbor_weight <= 0:
+            return None
+        hit = self._neighbors.get(id(pairs))
+        if hit is None or hit[0] is not pairs:
+            hit = self._neighbors[id(pairs)] = (pairs, item_neighbors(pairs, self.config.item_neighbors))
+        return hit[1]
 
     # -- public ------------------------------------------------------------------
     def fit(
@@ -551,9 +572,10 @@ class Trainer:
                 sel = row[mine[which[mine] == i]]
                 ok = sampler.can_sample(pairs.users[sel])
                 sel = sel[ok]
+                neighbors = self._item_neighbors(pairs)
                 for c in range(0, len(sel), cfg.chunk_size):
                     part = sel[c : c + cfg.chunk_size]
-                    loss = sampled_loss(emb, pairs, sampler, part, len(idx), cfg)
+                    loss = sampled_loss(emb, pairs, sampler, part, len(idx), cfg, neighbors)
                     loss.backward()
                     total_loss += float(loss.detach()) * len(idx)
             opt.zero_grad(set_to_none=True)

@@ -14,8 +14,10 @@ from evaluation.embedding_methods import LightGCNMethod, SageMethod
 from gnn import artifacts
 from gnn.checkpoints import CheckpointError, read_checkpoint
 from gnn.data import PairSet, carve_early_stopping, joint_adjacency, positives
+from gnn.item_neighbors import item_neighbors, item_neighbors_reference
 from gnn.job import load_sage, run_embed, save_embeddings
-from gnn.models import Propagation, _Propagate, spectral_init
+from gnn.losses import sampled_loss
+from gnn.models import LightGCN, Propagation, _Propagate, spectral_init
 from gnn.negatives import NegativeSampler, bpr_negatives, hardest_of
 from gnn.pipeline import embed_snapshot_inductive, fit_lightgcn, fit_sage
 from gnn.ranking import recall_ndcg, topk_scores
@@ -204,6 +206,51 @@ def test_propagation_gradient_matches_autograd(snap):
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_joint_adjacency_asymmetric_exponents(snap):
+    eng, fol = positives(snap, "tweets"), positives(snap, "follows")
+    a = joint_adjacency(snap.n_users, snap.n_tweets, eng, fol, exponents=(0.6, -0.1))
+    binary = joint_adjacency(snap.n_users, snap.n_tweets, eng, fol)
+    binary.data[:] = 1.0
+    deg = np.asarray(binary.sum(axis=1)).ravel()
+    inv = np.where(deg > 0, np.maximum(deg, 1e-12), 1.0)
+    expected = sp.diags(np.where(deg > 0, inv**-0.6, 0)) @ binary @ sp.diags(np.where(deg > 0, inv**0.1, 0))
+    assert abs(a - expected).max() < 1e-5
+    assert abs(a - a.T).max() > 1e-3  # D^-a A D^-b is not symmetric unless a == b
+
+
+@pytest.mark.parametrize("exponents", [(0.5, 0.5), (0.6, -0.1)])
+def test_lightgcn_pp_propagation_gradient_matches_autograd(snap, exponents):
+    """LightGCN++'s layers (unit-length inputs, an asymmetric adjacency, the ego layer's share)
+    against dense autograd: the backward through the cached transpose is the exact gradient."""
+    a = joint_adjacency(snap.n_users, snap.n_tweets, positives(snap, "tweets"), None, exponents=exponents)
+    prop = Propagation(a, 3, layer0_weight=0.2, normalize_inputs=True)
+    assert not prop.self_adjoint
+    assert prop.weights == pytest.approx([0.2, 0.8 / 3, 0.8 / 3, 0.8 / 3])
+    x = torch.randn(a.shape[0], 4, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(a.shape[0], 4)
+    (prop.apply_differentiable(x) * w).sum().backward()
+    dense = torch.from_numpy(a.toarray())
+    x2 = x.detach().clone().requires_grad_()
+    h, out = x2, 0.2 * x2
+    for _ in range(3):
+        h = dense @ torch.nn.functional.normalize(h, dim=1, eps=1e-12)
+        out = out + 0.8 / 3 * h
+    (out * w).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(prop.apply(x.detach()), out.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_lightgcn_uses_the_self_adjoint_shortcut_only_when_it_holds(snap):
+    eng = positives(snap, "tweets")
+    sym = joint_adjacency(snap.n_users, snap.n_tweets, eng, None)
+    asym = joint_adjacency(snap.n_users, snap.n_tweets, eng, None, exponents=(0.6, -0.1))
+    assert LightGCN(snap.n_users, snap.n_tweets, sym, dim=4).prop.self_adjoint
+    assert not LightGCN(snap.n_users, snap.n_tweets, asym, dim=4).prop.self_adjoint
+    assert not LightGCN(snap.n_users, snap.n_tweets, sym, dim=4, normalize_inputs=True).prop.self_adjoint
+    with pytest.raises(InputError, match="layer0_weight"):
+        Propagation(sym, 3, layer0_weight=1.5)
+
+
 def test_propagation_through_pyg_equals_the_sparse_reference(snap):
     a = joint_adjacency(snap.n_users, snap.n_tweets, positives(snap, "tweets"), None)
     prop = Propagation(a, 3)
@@ -259,6 +306,63 @@ def test_bpr_with_several_negatives_trains_and_beats_random(graph):
     assert _recall(m, truth) > 3 * 20 / train.n_tweets
     with pytest.raises(InputError, match="bpr_negatives"):
         fit_lightgcn(train, "tweets", params={**params, "bpr_negatives": 0})
+
+
+@pytest.mark.parametrize("k", [1, 4, 40])
+def test_item_neighbors_match_the_dense_reference(k):
+    rng = np.random.default_rng(k)
+    for _ in range(10):
+        nu, nt = 25, 30
+        key = np.unique(rng.integers(0, nu, 150) * nt + rng.integers(0, nt, 150))
+        pairs = PairSet("engaged", key // nt, key % nt, nu, nt, nu)
+        ids, weights = item_neighbors(pairs, k)
+        ref_ids, ref_weights = item_neighbors_reference(pairs, k)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_allclose(weights, ref_weights, rtol=1e-5, atol=1e-6)
+        assert (ids != np.arange(nt)[:, None])[weights > 0].all()  # never itself
+    with pytest.raises(InputError, match="item_neighbors"):
+        item_neighbors(pairs, 0)
+
+
+def test_item_neighbor_term_is_the_weighted_pairwise_loss_of_the_neighbours():
+    """The constraint adds, per positive, its target's neighbours as positives against the same
+    negatives: checked against the formula, negatives drawn with the same seed."""
+    rng = np.random.default_rng(0)
+    dense = rng.random((40, 30)) < 0.3
+    pairs = PairSet.from_matrix("tweets", sp.csr_matrix(dense.astype(np.float32)), 40)
+    emb = torch.randn(70, 8, generator=torch.Generator().manual_seed(0))
+    part = np.arange(len(pairs))
+    cfg = TrainConfig(loss="bpr", bpr_negatives=3, item_neighbor_weight=0.7).validate()
+    nb = item_neighbors(pairs, 4)
+
+    def loss(neighbors):
+        sampler = NegativeSampler(pairs, np.random.default_rng(5))
+        return float(sampled_loss(emb, pairs, sampler, part, len(part), cfg, neighbors))
+
+    neg = NegativeSampler(pairs, np.random.default_rng(5)).sample(pairs.users, 3)
+    u, ids, w = emb[pairs.users], nb[0][pairs.targets], torch.from_numpy(nb[1][pairs.targets])
+    s_neg = torch.einsum("bd,bmd->bm", u, emb[torch.from_numpy(neg + 40)])
+    s_nb = torch.einsum("bd,bkd->bk", u, emb[torch.from_numpy(ids + 40)])
+    term = -(w * torch.nn.functional.logsigmoid(s_nb[:, :, None] - s_neg[:, None, :]).mean(2)).sum() / len(
+        part
+    )
+    assert loss(nb) == pytest.approx(loss(None) + 0.7 * float(term), rel=1e-5)
+
+
+def test_item_neighbor_constraint_trains(graph):
+    train, truth = _split_snapshot(graph)
+    params = {**FAST, "loss": "bpr", "bpr_negatives": 2, "lr": 0.01, "layer0_weight": 0.2}
+    res = fit_lightgcn(train, "tweets", params={**params, "item_neighbor_weight": 0.5, "progress": False})
+    losses = [h["loss"] for h in res.metrics["history"]]
+    assert losses[-1] < losses[0]
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    u, t = torch.from_numpy(res.user_vectors), torch.from_numpy(res.tweet_vectors)
+    ids, _ = topk_scores(u, t, users, 20, exclusion_matrix(train, "tweets"))
+    assert recall_ndcg(ids, truth, users, 20)[0].mean() > 3 * 20 / train.n_tweets
+    with pytest.raises(InputError, match="needs loss 'bpr'"):
+        fit_lightgcn(train, "tweets", params={**FAST, "loss": "softmax", "item_neighbor_weight": 0.5})
+    with pytest.raises(InputError, match="item_neighbor_weight"):
+        fit_lightgcn(train, "tweets", params={**params, "item_neighbor_weight": -1.0})
 
 
 def test_learning_rate_drops_after_each_evaluation_without_validation_gain(graph):
