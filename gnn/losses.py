@@ -62,7 +62,10 @@ def sampled_loss(
         # Several negatives per positive give each (costly) propagation more signal; the
         # loss and the negatives' L2 term average over them, so m = 1 is plain BPR.
         m = cfg.bpr_negatives
-        neg_t = bpr_negatives(emb, u, pairs, sampler, users, m, cfg.hard_negative_candidates)
+        hard = m - cfg.uniform_negatives  # the rest are uniform draws
+        neg_t = bpr_negatives(emb, u, pairs, sampler, users, hard, cfg.hard_negative_candidates)
+        if cfg.uniform_negatives:
+            neg_t = np.concatenate([neg_t, sampler.sample(users, cfg.uniform_negatives)], axis=1)
         neg = emb[torch.from_numpy(neg_t + pairs.target_offset).to(dev)]  # (B, m, d)
         neg_score = torch.einsum("bd,bmd->bm", u, neg)
         diff = (u * pos).sum(dim=1, keepdim=True) - neg_score

@@ -5,6 +5,10 @@
   once and cached. Because ``Â`` is symmetric, the propagation operator ``P`` is too, so its
   backward pass is one more forward pass (:class:`Propagation`): six sparse products per
   step for three layers, instead of the autograd graph of a message-passing layer stack.
+  LightGCN++'s options (Lee et al., RecSys 2024): the ego layer's share ``a_0``
+  (``layer0_weight``), an asymmetric ``D^-a A D^-b`` and unit-length layer inputs; without
+  the last two ``P`` stays self-adjoint, with them each layer's backward is one product with
+  the cached transpose.
   :func:`spectral_init` gives the warm start (top eigenvectors of ``Â``).
 * :class:`HeteroSAGE`: an inductive heterogeneous GraphSAGE (``HeteroConv`` of ``SAGEConv``)
   over users and tweets whose inputs are content features (hashed TF-IDF of tweet text)

@@ -84,6 +84,9 @@ class TrainConfig:
     # sampling, Zhang et al. SIGIR 2013); 1 keeps uniform negatives. Hard negatives carry more
     # gradient per (costly) propagation than uniform ones, most of which the model already ranks low.
     hard_negative_candidates: int = 1
+    # bpr: this many of the ``bpr_negatives`` are plain uniform draws, the rest hard (hard ones
+    # teach the boundary, uniform ones the order against the typical item)
+    uniform_negatives: int = 0
     # bpr: UltraGCN's item-item constraint (Mao et al., CIKM 2021) in pairwise form: each
     # positive's target's ``item_neighbors`` nearest co-engaged targets join as extra positives
     # against the same negatives, their loss weighted by ``item_neighbor_weight`` (0: off).
@@ -129,6 +132,11 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.weight_decay < 0 or self.decoupled_weight_decay < 0:
             raise InputError("weight_decay and decoupled_weight_decay must be >= 0")
+        if not 0 <= int(self.uniform_negatives) < int(self.bpr_negatives):
+            raise InputError(
+                f"uniform_negatives must be in [0, bpr_negatives), got {self.uniform_negatives} "
+                f"of {self.bpr_negatives} (at least one negative is drawn the hard way)"
+            )
         if not self.item_neighbor_weight >= 0:
             raise InputError(f"item_neighbor_weight must be >= 0, got {self.item_neighbor_weight}")
         if self.item_neighbor_weight > 0 and self.loss != "bpr":

@@ -131,6 +131,36 @@ def test_hard_negatives_are_the_best_scoring_candidates_and_never_positives():
         TrainConfig(hard_negative_candidates=0).validate()
 
 
+def test_uniform_negatives_mix_with_hard_ones():
+    """With ``uniform_negatives`` u of m negatives, m - u are hard and u uniform: the mixed
+    loss lies between the all-hard and the all-uniform one (hard negatives score higher)."""
+    rng = np.random.default_rng(0)
+    dense = rng.random((60, 200)) < 0.1
+    pairs = PairSet.from_matrix("tweets", sp.csr_matrix(dense.astype(np.float32)), 60)
+    emb = torch.randn(260, 8, generator=torch.Generator().manual_seed(0))
+    part = np.arange(len(pairs))
+
+    def loss(**kw):
+        cfg = TrainConfig(loss="bpr", bpr_negatives=2, hard_negative_candidates=32, **kw).validate()
+        return float(
+            sampled_loss(emb, pairs, NegativeSampler(pairs, np.random.default_rng(3)), part, len(part), cfg)
+        )
+
+    uniform = float(
+        sampled_loss(
+            emb,
+            pairs,
+            NegativeSampler(pairs, np.random.default_rng(3)),
+            part,
+            len(part),
+            TrainConfig(loss="bpr", bpr_negatives=2).validate(),
+        )
+    )
+    assert uniform < loss(uniform_negatives=1) < loss()
+    with pytest.raises(InputError, match="uniform_negatives"):
+        TrainConfig(loss="bpr", bpr_negatives=2, uniform_negatives=2).validate()
+
+
 def test_compiled_hard_negatives_match_the_torch_reference():
     from gnn.data import user_indptr
     from gnn.negatives import hardest_negatives
