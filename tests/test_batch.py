@@ -170,5 +170,8 @@ def test_two_gloo_ranks_train_what_one_process_trains(tmp_path, ray_local):
     np.testing.assert_allclose(loss_two, loss_one, rtol=1e-3)
     assert one.metrics["best_epoch"] == two.metrics["best_epoch"] > 0  # training improved on the start
     assert abs(two.metrics["val_recall@20"] - one.metrics["val_recall@20"]) < 0.01
-    np.testing.assert_allclose(two.user_vectors, one.user_vectors, atol=1e-4)
-    np.testing.assert_allclose(two.tweet_vectors, one.tweet_vectors, atol=1e-4)
+    # float rounding of the all-reduce's summation order, grown over 5 epochs at lr 0.05: relative
+    # to each value, as the loss check (the ego layer's 0.2 / 0.8/3 weights round differently
+    # from the uniform 0.25 and put one value in 7,200 at 1.5e-4 absolute, 8e-4 relative)
+    np.testing.assert_allclose(two.user_vectors, one.user_vectors, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(two.tweet_vectors, one.tweet_vectors, rtol=1e-3, atol=1e-4)
