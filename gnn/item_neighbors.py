@@ -45,9 +45,9 @@ def item_neighbors(pairs: PairSet, k: int) -> tuple[np.ndarray, np.ndarray]:
         w[g.indices == row] = -np.inf  # a target is not its own neighbour
         g.data = w.astype(np.float32)
         top, val = top_k_csr(g, k)  # compiled; ties by the lower column
-        has = top >= 0
-        ids[rows[:, None].repeat(k, 1)[has], np.nonzero(has)[1]] = top[has]
-        weights[rows[:, None].repeat(k, 1)[has], np.nonzero(has)[1]] = val[has]
+        r_i, slot = np.nonzero(top >= 0)  # slots with a neighbour; the rest keep the padding
+        ids[rows[r_i], slot] = top[r_i, slot]
+        weights[rows[r_i], slot] = val[r_i, slot]
     total = weights.sum(axis=1, keepdims=True)
     np.divide(weights, total, out=weights, where=total > 0)
     return ids, weights

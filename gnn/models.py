@@ -106,12 +106,15 @@ class Propagation:
         return self.symmetric and not self.normalize_inputs
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply(x, lambda h: self.conv(h, self.adj))
+        return self._apply(x, lambda h: self._conv_product(self.adj, h))
 
     def apply_differentiable(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`apply` for autograd when ``P`` is not self-adjoint: each layer's backward is
         one product with the cached transpose; the input normalisation is left to autograd."""
-        return self._apply(x, lambda h: _LayerProduct.apply(h, self))
+        return self._apply(x, lambda h: _CachedSpmm.apply(h, self.adj, self.adj_t, self._conv_product))
+
+    def _conv_product(self, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, m)
 
     def apply_reference(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`apply` with ``torch.sparse.mm`` in place of PyG's layer (the reference)."""
@@ -137,19 +140,6 @@ class Propagation:
         if self.perm is not None:
             self.perm, self.inv = self.perm.to(device), self.inv.to(device)
         return self
-
-
-class _LayerProduct(torch.autograd.Function):
-    """One layer ``y = Â x`` through PyG's ``LGConv``, with ``dL/dx = Â^T dL/dy`` on the cached transpose."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, prop: Propagation) -> torch.Tensor:  # type: ignore[override]
-        ctx.prop = prop
-        return prop.conv(x, prop.adj)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return ctx.prop.conv(grad.contiguous(), ctx.prop.adj_t), None
 
 
 class _Propagate(torch.autograd.Function):
@@ -288,16 +278,17 @@ EDGE_TYPES = [
 
 class _CachedSpmm(torch.autograd.Function):
     """``y = M x`` for a sparse ``M`` whose transpose is cached: the backward is one more spmm
-    (torch's own backward of a CSR product rebuilds the transpose on every call)."""
+    (torch's own backward of a CSR product rebuilds the transpose on every call). ``product(m,
+    x)`` computes the products (default ``torch.sparse.mm``; LightGCN passes PyG's ``LGConv``)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, m: torch.Tensor, mt: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.mt = mt
-        return torch.sparse.mm(m, x)
+    def forward(ctx, x: torch.Tensor, m: torch.Tensor, mt: torch.Tensor, product=None) -> torch.Tensor:  # type: ignore[override]
+        ctx.mt, ctx.product = mt, product or torch.sparse.mm
+        return ctx.product(m, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return torch.sparse.mm(ctx.mt, grad.contiguous()), None, None
+        return ctx.product(ctx.mt, grad.contiguous()), None, None, None
 
 
 def _mean_sage_conv_class():

@@ -39,7 +39,7 @@ from retrieval.autotune import _source_lists  # noqa: E402
 from retrieval.catalogue import source_names, tunable  # noqa: E402
 from retrieval.fusion import fuse  # noqa: E402
 from retrieval.recommender import Recommender, RecommenderConfig  # noqa: E402
-from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user  # noqa: E402  # noqa: E402
+from retrieval.tuning import coordinate_ascent, popularity_weights, recall_per_user  # noqa: E402
 
 K = 20
 
